@@ -1,0 +1,148 @@
+"""Runs the OpenAI-compatible server inside mitmproxy's own event loop, and owns the pool file.
+
+One process, one owner of the TinyDB file: scripts talk to this server's API, never to the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+import uvicorn
+from mitmproxy import ctx, exceptions
+
+from addons.channel import ApiAddress
+from openai_front.app import create_app
+from openai_front.services import Services
+from pool_store.pool import SessionPool, TinyPoolStore
+
+log = logging.getLogger(__name__)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_STORE = os.path.join(ROOT, "data", "pool.json")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # mitmproxy owns the process's signals; uvicorn must not replace its Ctrl+C handler.
+        yield
+
+
+def read_keys(value: str) -> list[str]:
+    """`arena_api_key`: comma-separated keys, or `@path` of a file with one key per line."""
+    value = value.strip()
+    if value.startswith("@"):
+        path = os.path.expanduser(value[1:])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except OSError as e:
+            raise exceptions.OptionsError(f"arena_api_key: cannot read {path}: {e.strerror}") from e
+        return [k.strip() for k in lines if k.strip() and not k.strip().startswith("#")]
+    return [k.strip() for k in value.split(",") if k.strip()]
+
+
+class ApiServer:
+    def __init__(self, services: Services, address: ApiAddress) -> None:
+        self.services = services
+        self.address = address
+        self.server: _EmbeddedServer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.store: TinyPoolStore | None = None
+        self.store_path: str | None = None
+        self.bound_port: int | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option("arena_api_host", str, "127.0.0.1", "Address the OpenAI-compatible API listens on.")
+        loader.add_option("arena_api_port", int, 5102, "Port of the OpenAI-compatible API (0 picks a free one).")
+        loader.add_option(
+            "arena_api_key",
+            str,
+            "",
+            "API keys clients must send as 'Authorization: Bearer <key>': comma-separated, or @file with "
+            "one key per line. Empty: no key needed.",
+        )
+        loader.add_option("arena_store", str, DEFAULT_STORE, "Path of the pool's TinyDB file.")
+        loader.add_option(
+            "arena_queue_timeout", float, 120.0, "Seconds a request may wait for a free conversation (then 429)."
+        )
+        loader.add_option(
+            "arena_upstream_timeout", float, 90.0, "Seconds to wait for the first answer line, and between lines."
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        settings = self.services.settings
+        if "arena_api_key" in updated:
+            settings.api_keys = read_keys(ctx.options.arena_api_key)
+        if "arena_queue_timeout" in updated:
+            if ctx.options.arena_queue_timeout <= 0:
+                raise exceptions.OptionsError("arena_queue_timeout must be positive")
+            settings.queue_timeout = ctx.options.arena_queue_timeout
+        if "arena_upstream_timeout" in updated:
+            if ctx.options.arena_upstream_timeout <= 0:
+                raise exceptions.OptionsError("arena_upstream_timeout must be positive")
+            settings.upstream_timeout = ctx.options.arena_upstream_timeout
+        if "arena_api_port" in updated and not 0 <= ctx.options.arena_api_port < 65536:
+            raise exceptions.OptionsError("arena_api_port must be between 0 and 65535")
+        if "arena_store" in updated:
+            self._open_store(ctx.options.arena_store)
+        if ({"arena_api_host", "arena_api_port"} & updated) and self.server is not None:
+            log.warning("the API address changes only after a restart")
+
+    def _open_store(self, path: str) -> None:
+        path = os.path.abspath(os.path.expanduser(path)) if path else ""
+        if path == self.store_path:
+            return
+        if self.store is not None:
+            self.store.close()
+        try:
+            store = TinyPoolStore(path or None)
+            pool = SessionPool(store=store)
+        except (OSError, ValueError) as e:
+            raise exceptions.OptionsError(f"arena_store: cannot open {path}: {e}") from e
+        self.store, self.store_path = store, path
+        self.services.use_pool(pool)
+        log.info("pool file %s: %d conversations", path or "(memory)", len(pool))
+
+    async def running(self) -> None:
+        if self.task is not None:
+            return
+        host, port = ctx.options.arena_api_host, ctx.options.arena_api_port
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            log.error("the API cannot listen on %s:%s: %s", host, port, e.strerror)
+            ctx.master.shutdown()
+            return
+        self.bound_port = sock.getsockname()[1]
+        self.address.host, self.address.port = host, self.bound_port
+        config = uvicorn.Config(
+            create_app(self.services),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="wsproto",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = _EmbeddedServer(config)
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        log.info("OpenAI-compatible API on http://%s:%s/v1", host, self.bound_port)
+
+    async def done(self) -> None:
+        if self.server is not None and self.task is not None:
+            await self.services.pages.close_all()
+            self.server.should_exit = True
+            try:
+                await asyncio.wait_for(self.task, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,44 @@
+"""The whole tool in one mitmproxy script:
+
+    mitmdump -s addons/bridge.py --set confdir=certs --listen-host 127.0.0.1 \
+             --allow-hosts '^(.+\\.)?(lm)?arena\\.ai(:443)?$'
+
+Proxy, injection, capture, rewriting and the OpenAI-compatible API all run in this one process,
+which alone owns the pool file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+if sys.version_info < (3, 12):  # pragma: no cover - guarded for people running an old mitmproxy
+    raise SystemExit("lmarena-enhanced-proxy needs Python 3.12 or newer (mitmproxy 12.2)")
+
+from addons.api_server import ApiServer  # noqa: E402
+from addons.capture import Capture  # noqa: E402
+from addons.channel import ApiAddress, Channel  # noqa: E402
+from addons.classify import Classify  # noqa: E402
+from addons.inject import Injector  # noqa: E402
+from addons.rewrite import Rewriter  # noqa: E402
+from openai_front.services import Services  # noqa: E402
+
+
+def build(services: Services | None = None) -> list[object]:
+    services = services or Services()
+    address = ApiAddress()
+    return [
+        Classify(),
+        Channel(address),
+        Injector(services.pages.secret, services.models),
+        Rewriter(services.jobs),
+        Capture(lambda: services.pool, services.jobs, services.models),
+        ApiServer(services, address),
+    ]
+
+
+addons = build()

@@ -1,0 +1,193 @@
+"""Passive capture: every create / post / retry the browser sends is recorded in the pool.
+
+The answer is observed as it streams (never buffered, so the person still sees tokens arrive live);
+only a conversation whose answer finished well becomes usable. Failures update the pool too: a
+foreign session is retired, a rate limit cools the conversation down. For the tool's own replays,
+the same observation feeds the job's queue. Tokens and cookies are never stored or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mitmproxy import http
+
+from addons.classify import arena_host, stream_call
+from addons.rewrite import META_JOB
+from openai_front.jobs import JobDone, JobFailed, JobTable
+from openai_front.models import ModelRegistry
+from pool_store.pool import Conversation, SessionPool
+from sites import lmarena as site
+
+log = logging.getLogger(__name__)
+
+META_TURN = "arena.turn"
+META_IDENTITY = "arena.identity"
+META_OUTCOME = "arena.outcome"
+
+
+@dataclass
+class Observation:
+    """What was seen of one answer so far."""
+
+    content: bool = False
+    finish: str | None = None
+    error: str | None = None
+    lines: int = 0
+    first_line_at: float | None = None
+    positions: set[str] = field(default_factory=set)
+
+
+class Capture:
+    def __init__(self, pool: Callable[[], SessionPool], jobs: JobTable, models: ModelRegistry) -> None:
+        self._pool = pool
+        self.jobs = jobs
+        self.models = models
+
+    @property
+    def pool(self) -> SessionPool:
+        return self._pool()
+
+    # ------------------------------------------------------------------ hooks
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = stream_call(flow)
+        if call is None or flow.response is not None:
+            return
+        flow.metadata[META_IDENTITY] = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
+        try:
+            flow.metadata[META_TURN] = site.parse_request(call, flow.request.content or b"")
+        except site.BodyError as e:
+            log.warning("could not read a %s request body (%s): %s", call.kind, flow.request.path, e)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if stream_call(flow) is None or flow.response is None:
+            return
+        resp = flow.response
+        if resp.status_code == 200 and "text/event-stream" in resp.headers.get("content-type", ""):
+            flow.response.stream = self._tap(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if stream_call(flow) is None or flow.response is None or META_OUTCOME in flow.metadata:
+            return
+        resp = flow.response
+        if resp.stream:
+            return  # the tap finishes the flow
+        body = resp.get_text(strict=False) or ""
+        failure = site.classify_failure(resp.status_code, body, dict(resp.headers))
+        self._finish(flow, Observation(), failure)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if stream_call(flow) is None or META_OUTCOME in flow.metadata:
+            return
+        message = flow.error.msg if flow.error else "connection error"
+        self._finish(flow, Observation(), site.Failure(502, f"connection ended: {message}", "keep", kind="aborted"))
+
+    # ------------------------------------------------------------------ stream tap
+
+    def _tap(self, flow: http.HTTPFlow) -> Callable[[bytes], bytes]:
+        parser = site.StreamParser()
+        seen = Observation()
+        job = self.jobs.get(flow.metadata.get(META_JOB))
+
+        def tap(chunk: bytes) -> bytes:
+            # Called by mitmproxy with each body chunk and finally b"". Must never raise.
+            try:
+                events = parser.feed(chunk) if chunk else parser.close()
+                for event in events:
+                    seen.lines += 1
+                    seen.positions.add(event.position)
+                    if seen.first_line_at is None:
+                        seen.first_line_at = time.time()
+                    if event.kind in ("text", "image", "reasoning"):
+                        seen.content = True
+                    elif event.kind == "finish":
+                        seen.finish = event.text
+                    elif event.kind == "error":
+                        seen.error = event.text
+                    if job is not None:
+                        job.push(event)
+                if not chunk:
+                    self._finish(flow, seen, None)
+            except Exception:
+                log.exception("stream observation failed on %s", flow.request.path)
+            return chunk
+
+        return tap
+
+    # ------------------------------------------------------------------ outcome
+
+    def _finish(self, flow: http.HTTPFlow, seen: Observation, failure: site.Failure | None) -> None:
+        if META_OUTCOME in flow.metadata:
+            return
+        if failure is None:
+            if seen.error:
+                failure = site.Failure(502, f"the answer failed: {seen.error}", "keep", kind="stream_error")
+            elif seen.finish is None:
+                failure = site.Failure(502, "the answer stopped before its last line", "keep", kind="truncated")
+            elif not seen.content:
+                failure = site.Failure(502, "the answer was empty", "keep", kind="empty")
+        flow.metadata[META_OUTCOME] = "ok" if failure is None else failure.kind
+        call = stream_call(flow)
+        turn: site.Turn | None = flow.metadata.get(META_TURN)
+        job = self.jobs.get(flow.metadata.get(META_JOB))
+        origin = "tool" if job is not None else "browser"
+        if failure is None and turn is not None and call is not None:
+            self._record(flow, call, turn, origin)
+        elif failure is not None:
+            session_id = (turn.session_id if turn else None) or (call.session_id if call else None)
+            log.warning(
+                "%s %s from the %s failed: status %s, %s (%s)",
+                call.kind if call else "request", session_id, origin, failure.status, failure.message, failure.kind,
+            )
+            if session_id and self.pool.get(session_id) is not None:
+                if failure.conversation == "retire":
+                    self.pool.retire(session_id, f"{failure.status}: {failure.message}")
+                elif failure.conversation == "cool":
+                    self.pool.cool_down(session_id, failure.retry_after or 60)
+        if job is not None:
+            if failure is None:
+                job.push(JobDone())
+            else:
+                job.push(
+                    JobFailed(failure.message, failure.status, failure.kind, failure.retry_after, source="upstream")
+                )
+
+    def _record(self, flow: http.HTTPFlow, call: site.StreamCall, turn: site.Turn, origin: str) -> None:
+        identity = flow.metadata.get(META_IDENTITY)
+        known = self.pool.get(turn.session_id)
+        if turn.kind == "retry":
+            if known is None:
+                log.info("a retry of conversation %s, which the pool does not know, succeeded", turn.session_id)
+            return
+        position = "a"
+        message_id = turn.message_ids.get(position)
+        if not message_id:
+            return
+        info = self.models.by_id(turn.model_a_id) if turn.mode != "battle" else None
+        model_name = info.name if info else ("" if turn.mode == "battle" else (turn.model_a_id or ""))
+        if known is not None and not model_name:
+            model_name = known.model
+        conv = Conversation(
+            session_id=turn.session_id,
+            message_id=message_id,
+            model=model_name,
+            model_id=turn.model_a_id if turn.mode != "battle" else None,
+            identity=identity,
+            mode=turn.mode,
+            modality=turn.modality,
+            position=position,
+            user_message_id=turn.user_message_id,
+            host=arena_host(flow) or "",
+            prefix=call.prefix,
+            source="tool" if origin == "tool" else "captured",
+        )
+        stored = self.pool.upsert(conv)
+        log.info(
+            "captured conversation %s model=%s message=%s mode=%s (%s, from the %s)",
+            stored.session_id, stored.model or "(hidden)", stored.message_id, stored.mode,
+            "new" if known is None else "new turn", origin,
+        )

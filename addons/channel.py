@@ -1,0 +1,56 @@
+"""The page's same-origin channel: `https://<arena host>/__bridge/...` goes to the in-process server.
+
+The page never talks to 127.0.0.1 itself (Local Network Access rules, a site CSP limiting
+connect-src, or a proxy on another machine would all break that). The proxy reads the browser
+identity from the page's cookies here, passes only that on, and drops the cookies.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import http
+
+from addons.classify import META_CHANNEL
+from sites import lmarena as site
+
+log = logging.getLogger(__name__)
+
+KEEP_WS_MESSAGES = 20
+
+
+class Channel:
+    def __init__(self, api_address: "ApiAddress") -> None:
+        self.api = api_address
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if not flow.metadata.get(META_CHANNEL) or flow.response is not None:
+            return
+        identity = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
+        flow.request.headers.pop("x-bridge-identity", None)
+        if identity:
+            flow.request.headers["x-bridge-identity"] = identity
+        flow.request.headers.pop("cookie", None)
+        host, port = self.api.connect_address()
+        flow.request.scheme = "http"
+        flow.request.host = host
+        flow.request.port = port
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        # mitmproxy keeps every message of a socket; the channel lives for hours.
+        if flow.metadata.get(META_CHANNEL) and flow.websocket is not None:
+            del flow.websocket.messages[:-KEEP_WS_MESSAGES]
+
+
+class ApiAddress:
+    """Where the in-process API server listens (set from options)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 5102) -> None:
+        self.host = host
+        self.port = port
+
+    def connect_address(self) -> tuple[str, int]:
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return host, self.port

@@ -1,0 +1,78 @@
+"""Recognise LMArena traffic as early as possible.
+
+`requestheaders` runs before any host rewrite (ours or `map_remote`'s), so the original host is
+recorded here and every later hook reads `flow.metadata` instead of the (maybe rewritten) host.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, exceptions, http
+
+from sites import lmarena as site
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "/__bridge/"
+META_HOST = "arena.host"
+META_CALL = "arena.call"
+META_CHANNEL = "arena.channel"
+
+
+def arena_host(flow: http.HTTPFlow) -> str | None:
+    return flow.metadata.get(META_HOST)
+
+
+def stream_call(flow: http.HTTPFlow) -> site.StreamCall | None:
+    return flow.metadata.get(META_CALL)
+
+
+class Classify:
+    def __init__(self) -> None:
+        self.hosts: frozenset[str] = frozenset(site.DEFAULT_HOSTS)
+        self.prefixes: tuple[str, ...] = site.STREAM_PREFIXES
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "arena_hosts",
+            str,
+            ",".join(site.DEFAULT_HOSTS),
+            "Comma-separated hosts treated as LMArena (injection, capture, the page channel).",
+        )
+        loader.add_option(
+            "arena_stream_prefixes",
+            str,
+            ",".join(site.STREAM_PREFIXES),
+            "Comma-separated path prefixes of the site's stream endpoints.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "arena_hosts" in updated:
+            hosts = frozenset(h.strip().lower() for h in ctx.options.arena_hosts.split(",") if h.strip())
+            if not hosts:
+                raise exceptions.OptionsError("arena_hosts must name at least one host")
+            self.hosts = hosts
+        if "arena_stream_prefixes" in updated:
+            prefixes = tuple(p.strip() for p in ctx.options.arena_stream_prefixes.split(",") if p.strip())
+            if not prefixes or not all(p.startswith("/") and p.endswith("/") for p in prefixes):
+                raise exceptions.OptionsError("arena_stream_prefixes: each prefix starts and ends with '/'")
+            self.prefixes = prefixes
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        host = flow.request.pretty_host.lower()
+        if host not in self.hosts:
+            return
+        flow.metadata[META_HOST] = host
+        path = flow.request.path
+        if path.startswith(CHANNEL_PREFIX):
+            flow.metadata[META_CHANNEL] = True
+            return
+        call = site.classify_call(flow.request.method, path.split("?", 1)[0], self.prefixes)
+        if call is not None:
+            flow.metadata[META_CALL] = call
+            # Parse the answer as it passes: ask for it uncompressed.
+            flow.request.headers["accept-encoding"] = "identity"
+
+
+addons = [Classify()]

@@ -1,0 +1,63 @@
+"""The request rewriter: a retry the page sends for a job leaves with the client's conversation in it.
+
+The page marks its request with `X-Bridge-Job: <id>`; the id is random and only ever sent to that
+page over the authenticated channel. The header is removed before the request leaves the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import http
+
+from addons.classify import stream_call
+from openai_front.jobs import JobTable
+from sites import lmarena as site
+
+log = logging.getLogger(__name__)
+
+JOB_HEADER = "x-bridge-job"
+META_JOB = "arena.job"
+
+
+class Rewriter:
+    def __init__(self, jobs: JobTable) -> None:
+        self.jobs = jobs
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call = stream_call(flow)
+        if call is None or flow.response is not None:
+            flow.request.headers.pop(JOB_HEADER, None)
+            return
+        job_id = flow.request.headers.pop(JOB_HEADER, None)
+        if job_id is None:
+            return  # the person's own request: leave it alone
+        job = self.jobs.get(job_id)
+        if job is None or job.ended:
+            flow.response = http.Response.make(
+                409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
+            )
+            return
+        conv = job.conversation
+        if call.kind != "retry" or call.session_id != conv.session_id:
+            job.fail("the page sent a different request than the one asked for", kind="page_error", source="proxy")
+            flow.response = http.Response.make(
+                409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}
+            )
+            return
+        flow.request.content = site.rewrite_retry_body(
+            flow.request.content or b"",
+            job.turns,
+            conv.session_id,
+            job.model_id,
+            mode=conv.mode,
+            position=conv.position,
+            modality=conv.modality,
+        )
+        job.flow_seen = True
+        flow.metadata[META_JOB] = job.id
+        log.info(
+            "replaying conversation %s (%s) for job %s with %d messages",
+            conv.session_id, conv.model, job.id[:8], len(job.turns),
+        )

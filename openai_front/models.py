@@ -1,0 +1,64 @@
+"""The model table: the built-in list merged with what the page itself lists."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sites import lmarena as site
+
+
+@dataclass
+class ModelInfo:
+    id: str  # the site's model id
+    name: str  # public name, what clients send as `model`
+    organization: str
+    capabilities: dict[str, bool]
+    modality: str
+    raw: dict[str, Any]
+    from_page: bool = False
+
+
+class ModelRegistry:
+    def __init__(self, builtin: list[dict[str, Any]] | None = None) -> None:
+        self._by_name: dict[str, ModelInfo] = {}
+        self._by_id: dict[str, ModelInfo] = {}
+        self.page_updated: float | None = None
+        self.created = int(time.time())
+        for model in builtin if builtin is not None else site.builtin_models():
+            self._add(model, from_page=False)
+
+    def _add(self, model: dict[str, Any], from_page: bool) -> bool:
+        info = ModelInfo(
+            id=str(model["id"]),
+            name=str(model["publicName"]),
+            organization=str(model.get("organization") or "lmarena"),
+            capabilities=site.capabilities(model),
+            modality=site.modality_of(model),
+            raw=model,
+            from_page=from_page,
+        )
+        known = self._by_name.get(info.name.lower())
+        changed = known is None or known.id != info.id or known.raw != model
+        if known is not None and known.id != info.id:
+            self._by_id.pop(known.id, None)
+        self._by_name[info.name.lower()] = info
+        self._by_id[info.id] = info
+        return changed
+
+    def merge_page_models(self, models: list[dict[str, Any]]) -> int:
+        """Models the page lists win over the built-in table (ids change with deployments)."""
+        changed = sum(1 for m in models if self._add(m, from_page=True))
+        if models:
+            self.page_updated = time.time()
+        return changed
+
+    def resolve(self, name: str) -> ModelInfo | None:
+        return self._by_name.get(name.strip().lower()) or self._by_id.get(name.strip())
+
+    def by_id(self, model_id: str | None) -> ModelInfo | None:
+        return self._by_id.get(model_id) if model_id else None
+
+    def all(self) -> list[ModelInfo]:
+        return sorted(self._by_name.values(), key=lambda m: m.name)

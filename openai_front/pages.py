@@ -1,0 +1,142 @@
+"""Connected LMArena pages and the authenticated channel to them.
+
+A page script reaches `/__bridge/ws` on its own origin; the proxy routes that to this server and
+adds the browser identity it read from the page's cookies (`X-Bridge-Identity`). The first message
+must carry the start-up secret, or the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 10.0
+PING_INTERVAL = 20.0
+
+
+@dataclass
+class Page:
+    id: str
+    identity: str | None
+    url: str
+    state: str  # ready | challenge | needs_human_check | signed_out
+    connected_at: float = field(default_factory=time.time)
+    jobs: int = 0
+    ws: WebSocket | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send_text(json.dumps(message))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "identity": self.identity,
+            "url": self.url,
+            "state": self.state,
+            "connected_at": self.connected_at,
+            "jobs": self.jobs,
+        }
+
+
+class PageHub:
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret or secrets.token_urlsafe(32)
+        self.pages: dict[str, Page] = {}
+        # called with (page, message) for job messages, and with (page, None) when a page leaves
+        self.on_job_message: Callable[[Page, dict[str, Any]], None] = lambda page, msg: None
+        self.on_page_change: Callable[[], None] = lambda: None
+
+    def ready_pages(self, identity: str | None = None) -> list[Page]:
+        return [
+            p
+            for p in self.pages.values()
+            if p.state == "ready" and (identity is None or p.identity == identity)
+        ]
+
+    def page_for(self, identity: str | None) -> Page | None:
+        pages = self.ready_pages(identity)
+        return min(pages, key=lambda p: p.jobs) if pages else None
+
+    def counts(self) -> dict[str, int]:
+        return {"connected": len(self.pages), "ready": len(self.ready_pages())}
+
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        identity = ws.headers.get("x-bridge-identity") or None
+        try:
+            hello = json.loads(await asyncio.wait_for(ws.receive_text(), HELLO_TIMEOUT))
+        except (asyncio.TimeoutError, WebSocketDisconnect, ValueError):
+            await _close(ws, 4400, "expected hello")
+            return
+        given = str(hello.get("secret", "")) if isinstance(hello, dict) else ""
+        if hello.get("type") != "hello" or not hmac.compare_digest(given.encode(), self.secret.encode()):
+            log.warning("a page channel was refused: wrong or missing secret")
+            await _close(ws, 4401, "not authorised")
+            return
+        page = Page(
+            id=str(hello.get("page") or secrets.token_hex(8))[:64],
+            identity=identity,
+            url=str(hello.get("url", ""))[:500],
+            state=str(hello.get("state", "ready")),
+            ws=ws,
+        )
+        old = self.pages.get(page.id)
+        if old is not None and old.ws is not None:
+            await _close(old.ws, 4409, "replaced by a newer connection")
+        self.pages[page.id] = page
+        log.info("page connected: %s (%s) identity=%s state=%s", page.id, page.url, identity, page.state)
+        await page.send({"type": "welcome", "page": page.id})
+        self.on_page_change()
+        pinger = asyncio.create_task(self._ping(page))
+        try:
+            while True:
+                message = json.loads(await ws.receive_text())
+                if not isinstance(message, dict):
+                    continue
+                kind = message.get("type")
+                if kind == "state":
+                    page.state = str(message.get("state", page.state))
+                    page.url = str(message.get("url", page.url))[:500]
+                    self.on_page_change()
+                elif kind in ("job_status", "job_done", "job_error"):
+                    self.on_job_message(page, message)
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            pass
+        finally:
+            pinger.cancel()
+            if self.pages.get(page.id) is page:
+                del self.pages[page.id]
+                log.info("page disconnected: %s", page.id)
+                self.on_job_message(page, {"type": "page_gone"})
+                self.on_page_change()
+
+    async def _ping(self, page: Page) -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                await page.send({"type": "ping", "t": time.time()})
+            except Exception:
+                return
+
+    async def close_all(self) -> None:
+        for page in list(self.pages.values()):
+            if page.ws is not None:
+                await _close(page.ws, 1001, "server shutting down")
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    try:
+        await ws.close(code=code, reason=reason)
+    except Exception:
+        pass

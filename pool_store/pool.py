@@ -1,0 +1,352 @@
+"""The session pool: captured conversations, leased one request at a time.
+
+Each model's concurrency is its number of usable conversations. A request that finds them all
+busy waits in a first-come-first-served queue for that model and is handed the next conversation
+that frees up. Free conversations are used least recently used first, so load spreads.
+
+Hot state (who holds which lease, who is waiting) lives in memory only; what must survive a
+restart (ids, states, owners) goes to the store when it changes, never on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Iterator, Literal, Protocol
+
+log = logging.getLogger(__name__)
+
+State = Literal["ready", "cooling", "retired"]
+
+
+@dataclass
+class Conversation:
+    """A site conversation that can be replayed. `session_id` is its key."""
+
+    session_id: str
+    message_id: str  # assistant message a retry regenerates
+    model: str  # public model name ("" when hidden, as in battle mode)
+    model_id: str | None = None
+    identity: str | None = None  # browser identity that owns it (user id from the session cookie)
+    mode: str = "direct"
+    modality: str = "chat"
+    position: str = "a"
+    user_message_id: str | None = None
+    host: str = ""
+    prefix: str = "/nextjs-api/stream/"
+    source: str = "captured"  # captured (a person) | tool
+    created_at: float = field(default_factory=time.time)
+    last_used: float = 0.0
+    uses: int = 0
+    failures: int = 0
+    state: State = "ready"
+    cooling_until: float = 0.0
+    retired_reason: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Conversation:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+class PoolStore(Protocol):
+    def load(self) -> list[dict[str, Any]]: ...
+    def save(self, record: dict[str, Any]) -> None: ...
+    def delete(self, session_id: str) -> None: ...
+
+
+class PoolTimeout(Exception):
+    """No conversation of the model freed up within the wait limit."""
+
+
+class NoConversation(Exception):
+    """The model has no usable conversation at all: waiting would never end."""
+
+
+@dataclass
+class Lease:
+    conversation: Conversation
+    started: float
+    waited: float
+    released: bool = False
+
+
+class SessionPool:
+    def __init__(
+        self,
+        store: PoolStore | None = None,
+        clock: Callable[[], float] = time.time,
+        can_serve: Callable[[Conversation], bool] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        # Whether a conversation can be served right now (a page of its identity is connected).
+        self.can_serve: Callable[[Conversation], bool] = can_serve or (lambda conv: True)
+        self._convs: dict[str, Conversation] = {}
+        self._busy: set[str] = set()
+        self._waiters: dict[str, deque[asyncio.Future[Conversation]]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.served: dict[str, int] = {}
+        if store is not None:
+            for record in store.load():
+                try:
+                    conv = Conversation.from_record(record)
+                except TypeError as e:
+                    log.warning("skipping an unreadable pool record: %s", e)
+                    continue
+                self._convs[conv.session_id] = conv
+
+    # ------------------------------------------------------------------ records
+
+    def __len__(self) -> int:
+        return len(self._convs)
+
+    def __iter__(self) -> Iterator[Conversation]:
+        return iter(list(self._convs.values()))
+
+    def get(self, session_id: str) -> Conversation | None:
+        return self._convs.get(session_id)
+
+    def is_busy(self, session_id: str) -> bool:
+        return session_id in self._busy
+
+    def state_of(self, conv: Conversation) -> str:
+        """What a person reads: ready, busy, cooling, retired."""
+        if conv.state == "retired":
+            return "retired"
+        if conv.session_id in self._busy:
+            return "busy"
+        if conv.state == "cooling" and conv.cooling_until > self._clock():
+            return "cooling"
+        return "ready"
+
+    def upsert(self, conv: Conversation) -> Conversation:
+        """Add a conversation, or update the ids of a known one (a new turn moves the retry target)."""
+        known = self._convs.get(conv.session_id)
+        if known is None:
+            self._convs[conv.session_id] = conv
+            known = conv
+        else:
+            known.message_id = conv.message_id
+            known.user_message_id = conv.user_message_id or known.user_message_id
+            known.model = conv.model or known.model
+            known.model_id = conv.model_id or known.model_id
+            known.identity = conv.identity or known.identity
+            known.position = conv.position
+        self._persist(known)
+        self.wake(known.model)
+        return known
+
+    def remove(self, session_id: str) -> bool:
+        conv = self._convs.pop(session_id, None)
+        if conv is None:
+            return False
+        if self._store is not None:
+            self._store.delete(session_id)
+        return True
+
+    def retire(self, session_id: str, reason: str) -> None:
+        conv = self._convs.get(session_id)
+        if conv is None or conv.state == "retired":
+            return
+        conv.state = "retired"
+        conv.retired_reason = reason
+        log.info("retired conversation %s (%s): %s", session_id, conv.model, reason)
+        self._persist(conv)
+
+    def cool_down(self, session_id: str, seconds: float) -> None:
+        conv = self._convs.get(session_id)
+        if conv is None or conv.state == "retired":
+            return
+        conv.state = "cooling"
+        conv.cooling_until = self._clock() + seconds
+        self._persist(conv)
+        self._schedule_wake(conv.model, seconds)
+
+    def mark_used(self, session_id: str, ok: bool) -> None:
+        conv = self._convs.get(session_id)
+        if conv is None:
+            return
+        conv.last_used = self._clock()
+        conv.uses += 1
+        if not ok:
+            conv.failures += 1
+
+    # ------------------------------------------------------------------ leasing
+
+    def _usable(self, conv: Conversation) -> bool:
+        if conv.state == "retired":
+            return False
+        if conv.state == "cooling" and conv.cooling_until > self._clock():
+            return False
+        return self.can_serve(conv)
+
+    def usable_count(self, model: str) -> int:
+        """Conversations that can serve this model now or once free (busy ones count)."""
+        return sum(1 for c in self._convs.values() if c.model == model and self._usable(c))
+
+    def has_prospect(self, model: str) -> bool:
+        """True when waiting can end: some conversation is usable, or cooling and will be again."""
+        for c in self._convs.values():
+            if c.model != model or c.state == "retired" or not self.can_serve(c):
+                continue
+            return True
+        return False
+
+    def _free(self, model: str) -> list[Conversation]:
+        free = [
+            c
+            for c in self._convs.values()
+            if c.model == model and c.session_id not in self._busy and self._usable(c)
+        ]
+        free.sort(key=lambda c: (c.last_used, c.created_at))
+        return free
+
+    def _take(self, conv: Conversation) -> None:
+        self._busy.add(conv.session_id)
+        if conv.state == "cooling":
+            conv.state = "ready"
+            conv.cooling_until = 0.0
+        conv.last_used = self._clock()
+
+    async def lease(self, model: str, timeout: float) -> Lease:
+        """Wait (first come, first served) for a free conversation of `model`."""
+        start = self._clock()
+        queue = self._waiters.setdefault(model, deque())
+        if not queue:
+            free = self._free(model)
+            if free:
+                self._take(free[0])
+                return Lease(free[0], start, 0.0)
+        if not self.has_prospect(model):
+            raise NoConversation(model)
+        fut: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
+        queue.append(fut)
+        try:
+            conv = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+            if fut.done() and not fut.cancelled():
+                # handed a conversation in the same instant we gave up: pass it on
+                self._give_back(fut.result())
+            else:
+                fut.cancel()
+            try:
+                queue.remove(fut)
+            except ValueError:
+                pass
+            if isinstance(e, asyncio.TimeoutError):
+                raise PoolTimeout(model) from None
+            raise
+        return Lease(conv, start, self._clock() - start)
+
+    def release(self, lease: Lease) -> None:
+        """Return a leased conversation. Safe to call twice."""
+        if lease.released:
+            return
+        lease.released = True
+        self._give_back(lease.conversation)
+
+    def _give_back(self, conv: Conversation) -> None:
+        self._busy.discard(conv.session_id)
+        self.wake(conv.model)
+
+    def wake(self, model: str | None = None) -> None:
+        """Hand free conversations to waiters, oldest waiter first."""
+        models = [model] if model is not None else list(self._waiters)
+        for name in models:
+            queue = self._waiters.get(name)
+            while queue:
+                while queue and queue[0].done():
+                    queue.popleft()
+                if not queue:
+                    break
+                free = self._free(name)
+                if not free:
+                    break
+                fut = queue.popleft()
+                self._take(free[0])
+                fut.set_result(free[0])
+
+    def fail_waiters(self, model: str) -> None:
+        """Waiters of a model that lost its last usable conversation get NoConversation."""
+        queue = self._waiters.get(model)
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_exception(NoConversation(model))
+
+    def _schedule_wake(self, model: str, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        old = self._timers.pop(model, None)
+        if old:
+            old.cancel()
+        self._timers[model] = loop.call_later(max(0.0, delay) + 0.01, self.wake, model)
+
+    def waiting(self, model: str) -> int:
+        return sum(1 for f in self._waiters.get(model, ()) if not f.done())
+
+    # ------------------------------------------------------------------ views
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for conv in self._convs.values():
+            name = conv.model or "(hidden)"
+            row = out.setdefault(
+                name, {"total": 0, "idle": 0, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
+            )
+            row["total"] += 1
+            state = self.state_of(conv)
+            row["idle" if state == "ready" else state] += 1
+        for model in self._waiters:
+            if self.waiting(model):
+                out.setdefault(
+                    model, {"total": 0, "idle": 0, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
+                )["waiting"] = self.waiting(model)
+        return out
+
+    def describe(self, conv: Conversation) -> dict[str, Any]:
+        record = conv.to_record()
+        record["state"] = self.state_of(conv)
+        return record
+
+    def _persist(self, conv: Conversation) -> None:
+        if self._store is not None:
+            self._store.save(conv.to_record())
+
+
+class TinyPoolStore:
+    """The pool's records in a TinyDB file written atomically. Only the running tool opens it."""
+
+    def __init__(self, path: str | None) -> None:
+        from tinydb import Query, TinyDB
+        from tinydb.storages import MemoryStorage
+
+        from pool_store.storage import AtomicJSONStorage
+
+        self._query = Query()
+        if path:
+            self.db = TinyDB(path, storage=AtomicJSONStorage)
+        else:
+            self.db = TinyDB(storage=MemoryStorage)
+        self.table = self.db.table("conversations")
+
+    def load(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.table.all()]
+
+    def save(self, record: dict[str, Any]) -> None:
+        self.table.upsert(record, self._query.session_id == record["session_id"])
+
+    def delete(self, session_id: str) -> None:
+        self.table.remove(self._query.session_id == session_id)
+
+    def close(self) -> None:
+        self.db.close()

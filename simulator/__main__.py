@@ -1,0 +1,37 @@
+"""python -m simulator --port 18080 [--generation a|b] [--cadence-ms 15] [--csp nonce|strict|none]"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+import uvicorn
+
+from simulator.server import SimConfig, Simulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulator", description="An offline LMArena for tests and demos")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080, help="0 picks a free port and prints it")
+    parser.add_argument("--generation", choices=["a", "b"], default="a",
+                        help="a: retries honour the messages they carry; b: the server keeps history")
+    parser.add_argument("--cadence-ms", type=float, default=15.0, help="pause between answer chunks")
+    parser.add_argument("--csp", choices=["nonce", "strict", "none"], default="nonce")
+    parser.add_argument("--no-recaptcha", action="store_true", help="accept requests without tokens")
+    args = parser.parse_args(argv)
+
+    sim = Simulator(SimConfig(generation=args.generation, cadence_ms=args.cadence_ms, csp=args.csp,
+                              require_recaptcha=not args.no_recaptcha))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    print(f"simulator listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(sim.app(), log_level="warning", lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

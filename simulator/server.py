@@ -1,0 +1,490 @@
+"""An offline LMArena, faithful to the protocol document and the captured samples.
+
+Run it alone:  python -m simulator --port 18080 [--generation a|b]
+
+- `GET /`, `/c/<id>`: the page, with the model list in React flight data the way the site embeds it,
+  a minimal chat interface whose own script calls the stream endpoints as the real client does,
+  and a session cookie for an anonymous identity.
+- `/recaptcha/enterprise.js`: a reCAPTCHA Enterprise stand-in minting single-use, action-bound tokens.
+- The three stream endpoints under `/nextjs-api/stream/` and the older `/api/stream/`, with the real
+  line format, chunk boundaries that split lines and UTF-8 characters, and two server generations:
+  "a" honours the messages a retry carries, "b" keeps history on the server and ignores them.
+- Answers are deterministic functions of what the simulator received, so a test can prove which
+  conversation reached it. `/__sim/*` lets tests read what was received and change behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sites import lmarena as site
+
+RECAPTCHA_TTL = 120.0
+
+
+@dataclass
+class SimConfig:
+    generation: str = "a"  # "a": retry honours client messages; "b": server keeps history
+    cadence_ms: float = 15.0  # pause between network chunks of an answer
+    require_recaptcha: bool = True
+    csp: str = "nonce"  # nonce | strict | none: the page's Content-Security-Policy
+    models: list[dict[str, Any]] = field(default_factory=site.builtin_models)
+
+
+@dataclass
+class SimSession:
+    id: str
+    owner: str
+    mode: str
+    modality: str
+    model_a: str | None
+    model_b: str | None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Simulator:
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.sessions: dict[str, SimSession] = {}
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.log: list[dict[str, Any]] = []
+        self.active_by_model: dict[str, int] = {}
+        self.max_by_model: dict[str, int] = {}
+        self.active_by_session: dict[str, int] = {}
+        self.max_by_session: dict[str, int] = {}
+        self.models_by_id = {m["id"]: m for m in self.config.models}
+        self.faults: list[dict[str, Any]] = []  # one-shot injected failures
+
+    # ------------------------------------------------------------------ app
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self.page),
+            Route("/c/{sid}", self.page),
+            Route("/recaptcha/enterprise.js", self.recaptcha_js),
+            Route("/_next/static/chunks/sim-client.js", self.client_js),
+            Route("/__sim/recaptcha", self.mint_token, methods=["POST"]),
+            Route("/__sim/log", self.get_log),
+            Route("/__sim/stats", self.get_stats),
+            Route("/__sim/reset", self.reset, methods=["POST"]),
+            Route("/__sim/config", self.set_config, methods=["POST"]),
+            Route("/__sim/fault", self.add_fault, methods=["POST"]),
+        ]
+        for prefix in site.STREAM_PREFIXES:
+            routes += [
+                Route(prefix + "create-evaluation", self.create, methods=["POST"]),
+                Route(prefix + "post-to-evaluation/{sid}", self.post, methods=["POST"]),
+                Route(prefix + "retry-evaluation-session-message/{sid}/messages/{mid}", self.retry, methods=["PUT"]),
+            ]
+        return Starlette(routes=routes)
+
+    # ------------------------------------------------------------------ page
+
+    def _identity(self, request: Request) -> str | None:
+        ident = site.identity_from_cookies(dict(request.cookies))
+        return ident.split(":", 1)[1] if ident and ident.startswith("user:") else None
+
+    async def page(self, request: Request) -> Response:
+        user = self._identity(request)
+        new_cookie = None
+        if user is None:
+            user = str(uuid.uuid4())
+            new_cookie = site.make_auth_cookie(user)
+        nonce = secrets.token_urlsafe(12)
+        flight = json.dumps(
+            {
+                "initialModels": self.config.models,
+                "initialModelAId": self.config.models[0]["id"] if self.config.models else None,
+                "initialModelBId": None,
+            },
+            ensure_ascii=False,
+        )
+        chat_models = [
+            m for m in self.config.models if site.modality_of(m) in ("chat", "search", "image")
+        ]
+        options = "\n".join(
+            f'<option value="{html.escape(m["id"])}" data-modality="{site.modality_of(m)}">'
+            f"{html.escape(m['publicName'])}</option>"
+            for m in chat_models
+        )
+        era = "a" if self.config.generation == "a" else "b"
+        body = PAGE_TEMPLATE.format(
+            nonce=nonce,
+            flight=json.dumps("0:" + flight),
+            options=options,
+            era=era,
+            sitekey=site.RECAPTCHA_SITE_KEY,
+        )
+        response = Response(body, media_type="text/html; charset=utf-8")
+        if self.config.csp == "nonce":
+            response.headers["content-security-policy"] = (
+                f"default-src 'self'; script-src 'self' 'nonce-{nonce}' 'strict-dynamic'; "
+                "connect-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'"
+            )
+        elif self.config.csp == "strict":
+            response.headers["content-security-policy"] = "default-src 'self'; script-src 'self'"
+        if new_cookie:
+            response.set_cookie(site.AUTH_COOKIE, new_cookie, path="/", httponly=True, samesite="lax")
+        return response
+
+    async def recaptcha_js(self, request: Request) -> Response:
+        return Response(RECAPTCHA_JS, media_type="application/javascript")
+
+    async def client_js(self, request: Request) -> Response:
+        text = resources.files("simulator").joinpath("static/client.js").read_text("utf-8")
+        return Response(text, media_type="application/javascript")
+
+    async def mint_token(self, request: Request) -> Response:
+        data = await request.json()
+        token = "sim-" + secrets.token_urlsafe(24)
+        self.tokens[token] = (str(data.get("action", "")), time.time() + RECAPTCHA_TTL)
+        return JSONResponse({"token": token})
+
+    def _check_token(self, body: dict[str, Any], action: str) -> bool:
+        if not self.config.require_recaptcha:
+            return True
+        token = body.get("recaptchaV3Token")
+        entry = self.tokens.pop(token, None) if isinstance(token, str) else None
+        return bool(entry and entry[0] == action and entry[1] > time.time())
+
+    # ------------------------------------------------------------------ test hooks
+
+    async def get_log(self, request: Request) -> Response:
+        return JSONResponse(self.log)
+
+    async def get_stats(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "max_by_model": self.max_by_model,
+                "max_by_session": self.max_by_session,
+                "active_by_model": self.active_by_model,
+                "sessions": len(self.sessions),
+            }
+        )
+
+    async def reset(self, request: Request) -> Response:
+        self.log.clear()
+        self.max_by_model.clear()
+        self.max_by_session.clear()
+        return JSONResponse({"ok": True})
+
+    async def set_config(self, request: Request) -> Response:
+        data = await request.json()
+        for key in ("generation", "cadence_ms", "require_recaptcha", "csp"):
+            if key in data:
+                setattr(self.config, key, data[key])
+        return JSONResponse({"ok": True})
+
+    async def add_fault(self, request: Request) -> Response:
+        """One-shot failure: {"session": sid|null, "status": 401|429|..., "body": "...", "headers": {}}
+        or {"session": sid|null, "cut_after": N} to end a stream after N lines without a finish line."""
+        self.faults.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    def _take_fault(self, sid: str) -> dict[str, Any] | None:
+        for fault in self.faults:
+            if fault.get("session") in (None, sid):
+                self.faults.remove(fault)
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def _read(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            return None, JSONResponse({"error": "Invalid JSON"}, status_code=400)
+        if not isinstance(data, dict):
+            return None, JSONResponse({"error": "Invalid body"}, status_code=400)
+        entry = {
+            "time": time.time(),
+            "method": request.method,
+            "path": request.url.path,
+            "body": {k: ("REDACTED" if k in site.SECRET_FIELDS else v) for k, v in data.items()},
+        }
+        self.log.append(entry)
+        return data, None
+
+    def _auth(self, request: Request) -> tuple[str | None, Response | None]:
+        user = self._identity(request)
+        if user is None:
+            return None, JSONResponse({"error": "Unauthorized"}, status_code=401)
+        return user, None
+
+    async def create(self, request: Request) -> Response:
+        user, err = self._auth(request)
+        if err:
+            return err
+        data, err = await self._read(request)
+        if err or data is None:
+            return err or Response(status_code=400)
+        if not self._check_token(data, site.ACTION_SUBMIT):
+            return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
+        sid = data.get("id")
+        mode = data.get("mode", "direct")
+        if not isinstance(sid, str) or sid in self.sessions:
+            return JSONResponse({"error": "Invalid or duplicate session id"}, status_code=400)
+        model_a = data.get("modelAId")
+        if mode != "battle" and model_a not in self.models_by_id:
+            return JSONResponse({"error": "Model not found"}, status_code=404)
+        session = SimSession(sid, user or "", mode, data.get("modality", "chat"), model_a, data.get("modelBId"))
+        self.sessions[sid] = session
+        return self._new_turn(session, data, request)
+
+    async def post(self, request: Request) -> Response:
+        user, err = self._auth(request)
+        if err:
+            return err
+        data, err = await self._read(request)
+        if err or data is None:
+            return err or Response(status_code=400)
+        sid = request.path_params["sid"]
+        session = self.sessions.get(sid)
+        if session is None:
+            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
+        if session.owner != user:
+            return JSONResponse({"error": f"User {user} does not have access to evaluation session {sid}"}, 401)
+        if not self._check_token(data, site.ACTION_SUBMIT):
+            return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
+        return self._new_turn(session, data, request)
+
+    def _new_turn(self, session: SimSession, data: dict[str, Any], request: Request) -> Response:
+        user_id = data.get("userMessageId") or str(uuid.uuid4())
+        if isinstance(data.get("userMessage"), dict):
+            content = data["userMessage"].get("content", "")
+            parents = [m["id"] for m in session.messages[-2:] if m["role"] == "assistant"]
+            session.messages.append(
+                {"id": user_id, "role": "user", "content": content, "parentMessageIds": parents[-1:]}
+            )
+        elif isinstance(data.get("messages"), list):
+            # Era A: the client sends the whole chain; keep everything but the pending placeholders.
+            session.messages = [
+                {k: m.get(k) for k in ("id", "role", "content", "parentMessageIds", "participantPosition")}
+                for m in data["messages"]
+                if not (m.get("role") == "assistant" and m.get("status") == "pending")
+            ]
+        else:
+            return JSONResponse({"error": "Invalid body"}, status_code=400)
+        positions = {"a": data.get("modelAMessageId")}
+        if session.mode != "direct" and data.get("modelBMessageId"):
+            positions["b"] = data["modelBMessageId"]
+        return self._answer(session, positions, request)
+
+    async def retry(self, request: Request) -> Response:
+        user, err = self._auth(request)
+        if err:
+            return err
+        data, err = await self._read(request)
+        if err or data is None:
+            return err or Response(status_code=400)
+        sid, mid = request.path_params["sid"], request.path_params["mid"]
+        session = self.sessions.get(sid)
+        if session is None:
+            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
+        if session.owner != user:
+            return JSONResponse({"error": f"User {user} does not have access to evaluation session {sid}"}, 401)
+        if not self._check_token(data, site.ACTION_RETRY):
+            return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
+        target = next((m for m in session.messages if m["id"] == mid and m["role"] == "assistant"), None)
+        if target is None:
+            return JSONResponse({"error": "Model message not found"}, status_code=404)
+        if target.get("feedback"):
+            return JSONResponse({"error": "Message already has feedback, cannot retry"}, status_code=400)
+        position = target.get("participantPosition") or "a"
+        if self.config.generation == "a" and isinstance(data.get("messages"), list):
+            # Honour the client's chain: it replaces the history before the retried message.
+            chain = [
+                {k: m.get(k) for k in ("id", "role", "content", "parentMessageIds", "participantPosition")}
+                for m in data["messages"]
+                if isinstance(m, dict)
+            ]
+            session.messages = chain + [target]
+        else:
+            # Server-side history: everything before the retried message stays as it was.
+            index = session.messages.index(target)
+            session.messages = session.messages[: index + 1]
+        session.messages.remove(target)
+        return self._answer(session, {position: mid}, request, retry_model=data.get("modelId"))
+
+    # ------------------------------------------------------------------ answers
+
+    def _answer(
+        self,
+        session: SimSession,
+        positions: dict[str, str | None],
+        request: Request,
+        retry_model: str | None = None,
+    ) -> Response:
+        fault = self._take_fault(session.id)
+        if fault and "status" in fault:
+            return Response(
+                fault.get("body", ""),
+                status_code=int(fault["status"]),
+                headers=fault.get("headers") or {},
+                media_type=fault.get("media_type", "application/json"),
+            )
+        history = [(m["role"], m.get("content") or "") for m in session.messages]
+        lines: list[str] = []
+        for pos, mid in positions.items():
+            model_id = session.model_a if pos == "a" else session.model_b
+            model = self.models_by_id.get(model_id or "", {})
+            name = model.get("publicName", "hidden-model")
+            reasoning, text, image = answer_for(name, session.modality, history)
+            session.messages.append(
+                {
+                    "id": mid,
+                    "role": "assistant",
+                    "content": text,
+                    "parentMessageIds": [session.messages[-1]["id"]] if session.messages else [],
+                    "participantPosition": pos,
+                }
+            )
+            part: list[str] = []
+            for piece in reasoning:
+                part.append(f"{pos}g:{json.dumps(piece, ensure_ascii=False)}")
+            if image:
+                part.append(f"{pos}2:" + json.dumps([{"type": "image", "image": image, "mimeType": "image/png"}]))
+            for piece in _words(text):
+                part.append(f"{pos}0:{json.dumps(piece, ensure_ascii=False)}")
+            part.append(f"{pos}d:" + json.dumps({"finishReason": "stop"}))
+            lines.extend(part) if not lines else _interleave(lines, part)
+        cut_after = int(fault["cut_after"]) if fault and "cut_after" in fault else None
+        if cut_after is not None:
+            lines = lines[:cut_after]
+        model_key = session.model_a or "battle"
+        headers = {
+            "cache-control": "no-cache",
+            "access-control-allow-origin": "*",
+            "ratelimit": "limit=3000, remaining=2990, reset=60",
+            "ratelimit-policy": "3000;w=300",
+            "x-matched-path": request.url.path,
+        }
+        return StreamingResponse(
+            self._emit(lines, model_key, session.id, broken=cut_after is not None),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _emit(self, lines: list[str], model_key: str, sid: str, broken: bool) -> AsyncIterator[bytes]:
+        self.active_by_model[model_key] = self.active_by_model.get(model_key, 0) + 1
+        self.max_by_model[model_key] = max(self.max_by_model.get(model_key, 0), self.active_by_model[model_key])
+        self.active_by_session[sid] = self.active_by_session.get(sid, 0) + 1
+        self.max_by_session[sid] = max(self.max_by_session.get(sid, 0), self.active_by_session[sid])
+        try:
+            for chunk in split_chunks(lines):
+                yield chunk
+                await asyncio.sleep(self.config.cadence_ms / 1000)
+            if broken:
+                raise ConnectionResetError("simulated stream cut")
+        finally:
+            self.active_by_model[model_key] -= 1
+            self.active_by_session[sid] -= 1
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
+def _interleave(into: list[str], other: list[str]) -> None:
+    merged: list[str] = []
+    a, b = list(into), list(other)
+    while a or b:
+        if a:
+            merged.append(a.pop(0))
+        if b:
+            merged.append(b.pop(0))
+    into[:] = merged
+
+
+def digest(history: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(history, ensure_ascii=False).encode()).hexdigest()[:10]
+
+
+def answer_for(model: str, modality: str, history: list[tuple[str, str]]) -> tuple[list[str], str, str | None]:
+    """The simulator's answer: a pure function of the model and the conversation it received."""
+    last_user = next((c for r, c in reversed(history) if r == "user" and c.strip()), "")
+    summary = last_user if len(last_user) <= 200 else last_user[:200] + "…"
+    d = digest(history)
+    text = f"[{model}] You said: {summary} — 回答 ✓ (turns={len(history)}, digest={d})"
+    reasoning: list[str] = []
+    if "thinking" in model or "reason" in model:
+        reasoning = ["", "Thinking ", "about ", "it… 🤔"]
+    image = None
+    if modality == "image":
+        image = f"https://messages-prod.sim.r2.cloudflarestorage.com/sim/{d}.png?X-Amz-Expires=3600"
+        text = ""
+    return reasoning, text, image
+
+
+def split_chunks(lines: list[str]) -> list[bytes]:
+    """Network chunks that cut lines and UTF-8 characters, as a real connection may."""
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    chunks: list[bytes] = []
+    offsets = [3, 7, 1, 11, 5, 2]
+    pos, i = 0, 0
+    line_ends = [idx + 1 for idx, byte in enumerate(data) if byte == 0x0A]
+    for end in line_ends:
+        cut = min(len(data), end + offsets[i % len(offsets)])
+        i += 1
+        if cut > pos:
+            chunks.append(data[pos:cut])
+            pos = cut
+    if pos < len(data):
+        chunks.append(data[pos:])
+    return chunks
+
+
+RECAPTCHA_JS = """
+(function () {
+  // Stand-in for reCAPTCHA Enterprise: tokens are minted by the (simulated) site and are
+  // single-use and bound to the action they were minted for.
+  var readyQ = [];
+  window.grecaptcha = { enterprise: {
+    ready: function (cb) { setTimeout(cb, 0); },
+    execute: function (sitekey, opts) {
+      return fetch('/__sim/recaptcha', { method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({ sitekey: sitekey, action: (opts && opts.action) || '' }) })
+        .then(function (r) { return r.json(); }).then(function (j) { return j.token; });
+    } } };
+})();
+"""
+
+PAGE_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>LMArena (simulated)</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<script nonce="{nonce}" src="/recaptcha/enterprise.js"></script>
+<style>
+body {{ font-family: sans-serif; max-width: 760px; margin: 1em auto; }}
+.msg {{ border: 1px solid #ccc; border-radius: 6px; padding: .5em; margin: .4em 0; white-space: pre-wrap; }}
+.user {{ background: #eef; }} .assistant {{ background: #efe; }}
+</style></head>
+<body>
+<h1>LMArena <small>(simulator)</small></h1>
+<div id="chat" data-era="{era}" data-sitekey="{sitekey}">
+  <select id="model">{options}</select>
+  <div id="messages"></div>
+  <textarea id="input" rows="3" cols="60" placeholder="Ask anything"></textarea>
+  <button id="send">Send</button>
+</div>
+<script nonce="{nonce}">(self.__next_f = self.__next_f || []).push([0]);</script>
+<script nonce="{nonce}">self.__next_f.push([1,{flight}])</script>
+<script nonce="{nonce}" src="/_next/static/chunks/sim-client.js"></script>
+</body></html>
+"""

@@ -1,0 +1,108 @@
+// The simulated site's own client: what lmarena.ai's front end does, reduced to one chat.
+// Era "a" sends the whole messages[] chain; era "b" sends a single userMessage and a token-only retry.
+(function () {
+  'use strict';
+  var root = document.getElementById('chat');
+  var era = root.dataset.era;
+  var sitekey = root.dataset.sitekey;
+  var sessionId = null;
+  var history = [];          // messages as the client keeps them
+  var lastAssistantId = null;
+  window.__simChunks = [];   // arrival time (ms) and size of every network chunk of the page's own answers
+  window.__simAnswers = [];  // finished answers: {sessionId, messageId, text}
+
+  function uuid7() {
+    var ms = Date.now().toString(16).padStart(12, '0');
+    var r = crypto.getRandomValues(new Uint8Array(10));
+    var hex = Array.from(r, function (b) { return b.toString(16).padStart(2, '0'); }).join('');
+    var v = ms + '7' + hex.slice(0, 3) + ((parseInt(hex.slice(3, 4), 16) & 3) | 8).toString(16) + hex.slice(4, 19);
+    return v.slice(0, 8) + '-' + v.slice(8, 12) + '-' + v.slice(12, 16) + '-' + v.slice(16, 20) + '-' + v.slice(20, 32);
+  }
+  function token(action) {
+    return new Promise(function (resolve) { grecaptcha.enterprise.ready(resolve); })
+      .then(function () { return grecaptcha.enterprise.execute(sitekey, { action: action }); });
+  }
+  function bubble(role, text) {
+    var div = document.createElement('div');
+    div.className = 'msg ' + role;
+    div.textContent = text;
+    document.getElementById('messages').appendChild(div);
+    return div;
+  }
+  function modelId() { return document.getElementById('model').value; }
+  function modality() {
+    var sel = document.getElementById('model');
+    return sel.options[sel.selectedIndex].dataset.modality || 'chat';
+  }
+  function msg(id, role, content, parents, model, status) {
+    return { id: id, role: role, content: content, experimental_attachments: [], parentMessageIds: parents,
+      participantPosition: 'a', modelId: model, evaluationSessionId: sessionId, status: status, failureReason: null };
+  }
+
+  async function stream(url, method, body, div, onDone) {
+    var res = await fetch(url, { method: method, body: JSON.stringify(body), credentials: 'include',
+      headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });
+    if (!res.ok) { div.textContent = 'Error ' + res.status + ': ' + (await res.text()); div.dataset.status = 'failed'; return; }
+    var reader = res.body.getReader(), decoder = new TextDecoder(), buf = '', text = '';
+    for (;;) {
+      var part = await reader.read();
+      if (part.done) break;
+      window.__simChunks.push({ t: performance.now(), n: part.value.length });
+      buf += decoder.decode(part.value, { stream: true });
+      var lines = buf.split('\n'); buf = lines.pop();
+      lines.forEach(function (line) {
+        if (line.slice(0, 3) === 'a0:') { text += JSON.parse(line.slice(3)); div.textContent = text; }
+        if (line.slice(0, 3) === 'a2:') { var img = JSON.parse(line.slice(3))[0]; text = '![image](' + img.image + ')'; div.textContent = text; }
+      });
+    }
+    div.dataset.status = 'success';
+    onDone(text);
+  }
+
+  async function send() {
+    var input = document.getElementById('input');
+    var content = input.value; input.value = '';
+    var userId = uuid7(), asstId = uuid7();
+    var first = sessionId === null;
+    if (first) { sessionId = uuid7(); window.history.replaceState(null, '', '/c/' + sessionId); }
+    var userMsg = msg(userId, 'user', content, lastAssistantId ? [lastAssistantId] : [], null, 'pending');
+    var asstMsg = msg(asstId, 'assistant', '', [userId], modelId(), 'pending');
+    var body = { id: sessionId, modelAId: modelId(), userMessageId: userId, modelAMessageId: asstId,
+      modality: modality(), recaptchaV3Token: await token('chat_submit') };
+    if (first) body.mode = 'direct';
+    if (era === 'a') { body.mode = 'direct'; body.messages = history.concat([userMsg, asstMsg]); }
+    else { body.userMessage = { content: content, experimental_attachments: [] }; }
+    if (modality() === 'image') body.featureFlags = { editImageButtonEnabled: 'treatment-1' };
+    bubble('user', content);
+    var div = bubble('assistant', '');
+    div.dataset.messageId = asstId;
+    var url = first ? '/nextjs-api/stream/create-evaluation' : '/nextjs-api/stream/post-to-evaluation/' + sessionId;
+    await stream(url, 'POST', body, div, function (text) {
+      userMsg.status = 'success'; asstMsg.status = 'success'; asstMsg.content = text;
+      history.push(userMsg, asstMsg); lastAssistantId = asstId;
+      window.__simAnswers.push({ sessionId: sessionId, messageId: asstId, text: text });
+      addRetry(div, asstMsg);
+    });
+  }
+
+  function addRetry(div, asstMsg) {
+    var btn = document.createElement('button');
+    btn.textContent = 'Retry'; btn.className = 'retry';
+    btn.onclick = async function () {
+      var body = { recaptchaV3Token: await token('chat_retry') };
+      if (era === 'a') {
+        var upto = history.slice(0, history.indexOf(asstMsg));
+        body.messages = upto; body.modelId = asstMsg.modelId;
+      }
+      div.textContent = '';
+      await stream('/nextjs-api/stream/retry-evaluation-session-message/' + sessionId + '/messages/' + asstMsg.id,
+        'PUT', body, div, function (text) {
+          asstMsg.content = text;
+          window.__simAnswers.push({ sessionId: sessionId, messageId: asstMsg.id, text: text });
+        });
+    };
+    div.after(btn);
+  }
+
+  document.getElementById('send').addEventListener('click', send);
+})();

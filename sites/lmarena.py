@@ -1,0 +1,532 @@
+"""Everything that is specific to LMArena (lmarena.ai / arena.ai).
+
+Hosts, stream paths, request bodies of both generations, the line format of answers,
+the model list embedded in pages, the browser identity in the session cookie, and the
+retry body the tool writes. A second site would get a module of its own beside this one.
+
+Pure functions and small classes only: no mitmproxy, no FastAPI, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, Literal
+from urllib.parse import unquote
+
+NAME = "lmarena"
+DEFAULT_HOSTS = ("lmarena.ai", "www.lmarena.ai", "arena.ai", "www.arena.ai")
+STREAM_PREFIXES = ("/nextjs-api/stream/", "/api/stream/")
+RECAPTCHA_SITE_KEY = "6Led_uYrAAAAAKjxDIF58fgFtX3t8loNAK85bW9I"
+ACTION_SUBMIT = "chat_submit"  # create-evaluation and post-to-evaluation
+ACTION_RETRY = "chat_retry"
+AUTH_COOKIE = "arena-auth-prod-v1"
+# Request fields that must never be stored or logged.
+SECRET_FIELDS = ("recaptchaV3Token", "recaptchaV2Token")
+
+CallKind = Literal["create", "post", "retry"]
+_UUID = r"[0-9a-fA-F-]{36}"
+_CALL_RE = re.compile(
+    r"^(?P<prefix>/nextjs-api/stream/|/api/stream/)"
+    r"(?:(?P<create>create-evaluation)"
+    rf"|post-to-evaluation/(?P<post_sid>{_UUID})"
+    rf"|retry-evaluation-session-message/(?P<retry_sid>{_UUID})/messages/(?P<retry_mid>{_UUID}))"
+    r"/?(?:\?.*)?$"
+)
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def uuid7() -> str:
+    """A UUIDv7 (millisecond time prefix), as the site's own client generates them."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+# --------------------------------------------------------------------------- calls
+
+
+@dataclass(frozen=True)
+class StreamCall:
+    """One of the three stream endpoints, recognised from method and path."""
+
+    kind: CallKind
+    prefix: str
+    session_id: str | None = None  # from the URL (post, retry)
+    message_id: str | None = None  # assistant message being retried
+
+
+def classify_call(method: str, path: str, prefixes: Iterable[str] = STREAM_PREFIXES) -> StreamCall | None:
+    m = _CALL_RE.match(path)
+    if not m or m.group("prefix") not in tuple(prefixes):
+        return None
+    prefix = m.group("prefix")
+    if m.group("create") and method == "POST":
+        return StreamCall("create", prefix)
+    if m.group("post_sid") and method == "POST":
+        return StreamCall("post", prefix, session_id=m.group("post_sid").lower())
+    if m.group("retry_sid") and method == "PUT":
+        return StreamCall(
+            "retry", prefix, session_id=m.group("retry_sid").lower(), message_id=m.group("retry_mid").lower()
+        )
+    return None
+
+
+def retry_path(prefix: str, session_id: str, message_id: str) -> str:
+    return f"{prefix}retry-evaluation-session-message/{session_id}/messages/{message_id}"
+
+
+def create_path(prefix: str) -> str:
+    return f"{prefix}create-evaluation"
+
+
+def is_stream_path(path: str, prefixes: Iterable[str] = STREAM_PREFIXES) -> bool:
+    return any(path.startswith(p) for p in prefixes)
+
+
+@dataclass
+class Turn:
+    """What a create / post / retry request tells about a conversation. Never holds tokens."""
+
+    kind: CallKind
+    session_id: str
+    era: Literal["a", "b", "token-only"]
+    mode: str = "direct"
+    modality: str = "chat"
+    model_a_id: str | None = None
+    model_b_id: str | None = None
+    user_message_id: str | None = None
+    # assistant message ids by participant position ("a", "b")
+    message_ids: dict[str, str] = field(default_factory=dict)
+    retried_position: str | None = None  # for retry: which position the retried message was, if known
+
+    @property
+    def model_id(self) -> str | None:
+        return self.model_a_id
+
+
+class BodyError(ValueError):
+    """A stream request body that does not parse as the site's format."""
+
+
+def parse_request(call: StreamCall, body: bytes) -> Turn:
+    """Parse a create / post / retry body of either generation (see the protocol document, §2-3)."""
+    try:
+        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BodyError(f"body is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise BodyError("body is not a JSON object")
+
+    if call.kind == "retry":
+        assert call.session_id and call.message_id
+        messages = data.get("messages")
+        turn = Turn(
+            kind="retry",
+            session_id=call.session_id,
+            era="a" if isinstance(messages, list) else "token-only",
+            model_a_id=data.get("modelId") if isinstance(data.get("modelId"), str) else None,
+            message_ids={},
+        )
+        position = "a"
+        if isinstance(messages, list):
+            for msg in messages:
+                if isinstance(msg, dict) and msg.get("id") == call.message_id:
+                    position = msg.get("participantPosition") or "a"
+        turn.retried_position = position
+        turn.message_ids[position] = call.message_id
+        return turn
+
+    session_id = data.get("id") if call.kind == "create" else call.session_id
+    if not isinstance(session_id, str):
+        raise BodyError("no session id")
+    era: Literal["a", "b"] = "b" if isinstance(data.get("userMessage"), dict) else "a"
+    if era == "a" and not isinstance(data.get("messages"), list):
+        raise BodyError("neither userMessage nor messages[]")
+    turn = Turn(
+        kind=call.kind,
+        session_id=session_id.lower(),
+        era=era,
+        mode=str(data.get("mode") or "direct"),
+        modality=str(data.get("modality") or "chat"),
+        model_a_id=data.get("modelAId"),
+        model_b_id=data.get("modelBId"),
+        user_message_id=data.get("userMessageId"),
+    )
+    if data.get("modelAMessageId"):
+        turn.message_ids["a"] = str(data["modelAMessageId"]).lower()
+    if data.get("modelBMessageId"):
+        turn.message_ids["b"] = str(data["modelBMessageId"]).lower()
+    if turn.mode == "direct" and call.kind == "post" and "mode" not in data and turn.model_b_id:
+        turn.mode = "side-by-side"
+    if turn.mode == "direct":
+        turn.message_ids.pop("b", None)  # tolerated in direct mode, never answered
+    return turn
+
+
+def redact_body(body: bytes) -> str:
+    """The body as text with every token field replaced: safe for a log line."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return f"<{len(body)} bytes, not JSON>"
+    if isinstance(data, dict):
+        for key in SECRET_FIELDS:
+            if key in data:
+                data[key] = "REDACTED"
+    return json.dumps(data, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- stream
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One line of an answer, decoded.
+
+    kind: text | reasoning | image | citation | finish | error | other
+    """
+
+    kind: str
+    position: str = "a"
+    text: str = ""
+    data: Any = None
+
+
+def parse_line(line: str) -> StreamEvent | None:
+    """`<pos><code>:<json>` → event (protocol §4.1). Blank lines give None."""
+    line = line.rstrip("\r")
+    if not line.strip():
+        return None
+    if len(line) < 3 or line[2] != ":" or line[0] not in "ab":
+        return StreamEvent("other", text=line)
+    pos, code, raw = line[0], line[1], line[3:]
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError:
+        return StreamEvent("other", pos, text=line)
+    if code == "0":
+        if payload == "hasArenaError":
+            return StreamEvent("error", pos, text="the site reported an arena error")
+        return StreamEvent("text", pos, text=payload if isinstance(payload, str) else str(payload))
+    if code == "g":
+        return StreamEvent("reasoning", pos, text=payload if isinstance(payload, str) else str(payload))
+    if code == "2" and isinstance(payload, list):
+        for item in payload:
+            if isinstance(item, dict) and item.get("type") in ("image", "video"):
+                url = item.get("image") or item.get("url") or ""
+                return StreamEvent("image", pos, text=url, data=item)
+        return StreamEvent("other", pos, data=payload)
+    if code == "c" and isinstance(payload, dict):
+        if payload.get("toolCallId") == "citation-source":
+            try:
+                args = json.loads(payload.get("argsTextDelta") or "{}")
+            except json.JSONDecodeError:
+                args = {}
+            return StreamEvent("citation", pos, data=args.get("source"))
+        return StreamEvent("other", pos, data=payload)
+    if code == "3":
+        return StreamEvent("error", pos, text=payload if isinstance(payload, str) else json.dumps(payload))
+    if code in ("d", "e") and isinstance(payload, dict):
+        reason = str(payload.get("finishReason") or "stop")
+        if code == "e":
+            return StreamEvent("other", pos, data=payload)
+        if reason == "error":
+            return StreamEvent("error", pos, text="the model's answer failed", data=payload)
+        return StreamEvent("finish", pos, text=reason, data=payload)
+    return StreamEvent("other", pos, data=payload)
+
+
+class StreamParser:
+    """Incremental parser: feed body chunks split anywhere (even inside a line or a UTF-8
+    character), get whole events. Splitting on the newline byte never cuts a UTF-8 sequence."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        data = self._tail + chunk
+        *lines, self._tail = data.split(b"\n")
+        return [ev for ev in (parse_line(raw.decode("utf-8", "replace")) for raw in lines) if ev]
+
+    def close(self) -> list[StreamEvent]:
+        tail, self._tail = self._tail, b""
+        ev = parse_line(tail.decode("utf-8", "replace")) if tail else None
+        return [ev] if ev else []
+
+
+def parse_stream(body: bytes) -> list[StreamEvent]:
+    p = StreamParser()
+    return p.feed(body) + p.close()
+
+
+FINISH_REASONS = {"stop": "stop", "length": "length", "content-filter": "content_filter", "unknown": "stop"}
+
+
+def openai_finish_reason(site_reason: str) -> str:
+    return FINISH_REASONS.get(site_reason, "stop")
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What an upstream error means for the conversation and for the client."""
+
+    status: int
+    message: str
+    conversation: Literal["keep", "retire", "cool"]
+    retry_after: float | None = None
+    kind: str = "upstream_error"
+
+
+def classify_failure(status: int, body: str, headers: dict[str, str] | None = None) -> Failure:
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    text = body.strip()
+    try:
+        parsed = json.loads(text)
+        message = str(parsed.get("error", text)) if isinstance(parsed, dict) else text
+    except (ValueError, AttributeError):
+        message = text
+    lowered = message.lower()
+    if "just a moment" in lowered or "_cf_chl_opt" in lowered or "cf-chl" in lowered:
+        return Failure(status, "Cloudflare challenge: the page needs a human check", "keep", 30, "challenge")
+    if status == 401:
+        return Failure(status, message[:300], "retire", None, "foreign_session")
+    if status == 400 and "already has feedback" in lowered:
+        return Failure(status, message[:300], "retire", None, "has_feedback")
+    if status == 403 and "recaptcha" in lowered:
+        return Failure(status, message[:300], "keep", None, "recaptcha")
+    if status == 429:
+        return Failure(status, message[:300] or "rate limited", "cool", rate_limit_wait(headers), "rate_limited")
+    if status == 404:
+        return Failure(status, message[:300], "retire", None, "not_found")
+    if status == 422:
+        return Failure(status, message[:300], "keep", None, "content_filter")
+    return Failure(status, message[:300] or f"upstream status {status}", "keep", None)
+
+
+def rate_limit_wait(headers: dict[str, str], now: float | None = None) -> float:
+    """Seconds to wait after a 429, from `retry-after`, `ratelimit: ... reset=N` or `ratelimit-reset`."""
+    now = time.time() if now is None else now
+    waits: list[float] = []
+    ra = headers.get("retry-after")
+    if ra and ra.strip().isdigit() and int(ra) > 0:
+        waits.append(float(ra))
+    m = re.search(r"reset=(\d+)", headers.get("ratelimit", ""))
+    if m and int(m.group(1)) > 0:
+        waits.append(float(m.group(1)))
+    reset = headers.get("ratelimit-reset", "")
+    if reset.isdigit() and int(reset) > 0:
+        value = float(reset)
+        waits.append(value - now if value > 1e9 else value)
+    waits = [w for w in waits if w > 0]
+    return max(1.0, min(waits)) if waits else 60.0
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def identity_from_cookies(cookies: dict[str, str]) -> str | None:
+    """The browser identity a request belongs to: the user id in the session cookie.
+
+    The cookie value itself is a credential and is never returned, stored or logged; when the
+    user id cannot be read, a short one-way hash of the value stands in for it.
+    """
+    value = cookies.get(AUTH_COOKIE)
+    if value is None:
+        parts = [cookies[k] for k in sorted(cookies) if re.fullmatch(re.escape(AUTH_COOKIE) + r"\.\d+", k)]
+        value = "".join(parts) if parts else None
+    if not value:
+        provisional = cookies.get("provisional_user_id")
+        return f"provisional:{provisional}" if provisional else None
+    value = unquote(value)
+    raw = value[len("base64-") :] if value.startswith("base64-") else value
+    try:
+        decoded = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_"))
+        user_id = decoded.get("user", {}).get("id")
+        if isinstance(user_id, str) and user_id:
+            return f"user:{user_id}"
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return "cookie:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def make_auth_cookie(user_id: str, anonymous: bool = True) -> str:
+    """A session cookie value of the site's shape (used by the simulator)."""
+    session = {
+        "access_token": "sim." + hashlib.sha256(user_id.encode()).hexdigest()[:32],
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "expires_at": int(time.time()) + 3600,
+        "refresh_token": "simrefresh",
+        "user": {"id": user_id, "is_anonymous": anonymous},
+    }
+    return "base64-" + base64.b64encode(json.dumps(session).encode()).decode()
+
+
+# --------------------------------------------------------------------------- models
+
+
+def builtin_models() -> list[dict[str, Any]]:
+    text = resources.files("sites").joinpath("lmarena_models.json").read_text("utf-8")
+    data = json.loads(text)
+    return [m for m in data if isinstance(m, dict) and m.get("id") and m.get("publicName")]
+
+
+_FLIGHT_PUSH_RE = re.compile(r'self\.__next_f\.push\(\[\s*1\s*,\s*("(?:[^"\\]|\\.)*")\s*\]\)', re.S)
+_INITIAL_MODELS_KEY = '"initialModels":'
+
+
+def extract_models(html: str) -> list[dict[str, Any]]:
+    """Models embedded in a page: the `initialModels` array inside the React flight data
+    (`self.__next_f.push([1,"..."])`, protocol §5.1), or left unescaped in the HTML."""
+    texts = [html]
+    for m in _FLIGHT_PUSH_RE.finditer(html):
+        try:
+            texts.append(json.loads(m.group(1)))
+        except json.JSONDecodeError:
+            continue
+    decoder = json.JSONDecoder()
+    found: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        start = 0
+        while (at := text.find(_INITIAL_MODELS_KEY, start)) >= 0:
+            start = at + len(_INITIAL_MODELS_KEY)
+            try:
+                models, _ = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(models, list):
+                for model in models:
+                    if isinstance(model, dict) and model.get("id") and model.get("publicName"):
+                        found.setdefault(model["id"], model)
+    return list(found.values())
+
+
+def capabilities(model: dict[str, Any]) -> dict[str, bool]:
+    caps = model.get("capabilities") or {}
+    inp = caps.get("inputCapabilities") or {}
+    out = caps.get("outputCapabilities") or {}
+    return {
+        "text": bool(out.get("text")) or not (out.get("image") or out.get("video") or out.get("search")),
+        "image_input": bool(inp.get("image")),
+        "image_output": bool(out.get("image")),
+        "search": bool(out.get("search")),
+        "video": bool(out.get("video")),
+        "web": bool(out.get("web")),
+    }
+
+
+def modality_of(model: dict[str, Any]) -> str:
+    caps = capabilities(model)
+    if caps["image_output"]:
+        return "image"
+    if caps["video"]:
+        return "video"
+    if caps["search"]:
+        return "search"
+    return "chat"
+
+
+# --------------------------------------------------------------------------- rewriting
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+@dataclass
+class ChatTurn:
+    """A client message, reduced to what the site takes."""
+
+    role: str  # system | user | assistant
+    content: str
+    attachments: list[dict[str, str]] = field(default_factory=list)
+
+
+def build_message_chain(
+    turns: list[ChatTurn],
+    session_id: str,
+    mode: str = "direct",
+    position: str = "a",
+    all_success: bool = False,
+) -> list[dict[str, Any]]:
+    """The client's conversation as the site's parent-linked message list (LMArenaBridge's way, §3.3).
+
+    In direct mode system messages take position "b" and the rest "a" (what LMArenaBridge sent
+    while the site honoured rewritten retries); in battle mode every message takes the retried side.
+    The last message is `pending`, the others `success`. No assistant placeholder is appended:
+    the retried message is the placeholder.
+    """
+    now = time.time()
+    chain: list[dict[str, Any]] = []
+    parent: str | None = None
+    for index, turn in enumerate(turns):
+        msg_id = uuid7()
+        last = index == len(turns) - 1
+        if mode == "direct":
+            pos = "b" if turn.role == "system" else "a"
+        else:
+            pos = position
+        chain.append(
+            {
+                "role": turn.role,
+                "content": turn.content,
+                "id": msg_id,
+                "evaluationId": None,
+                "evaluationSessionId": session_id,
+                "parentMessageIds": [parent] if parent else [],
+                "experimental_attachments": list(turn.attachments),
+                "failureReason": None,
+                "metadata": None,
+                "participantPosition": pos,
+                "createdAt": _iso(now),
+                "updatedAt": _iso(now),
+                "status": "success" if (all_success or not last) else "pending",
+            }
+        )
+        parent = msg_id
+    return chain
+
+
+def rewrite_retry_body(
+    original: bytes,
+    turns: list[ChatTurn],
+    session_id: str,
+    model_id: str | None,
+    mode: str = "direct",
+    position: str = "a",
+    modality: str = "chat",
+) -> bytes:
+    """The retry body the page sent (a token, maybe more), with the client's conversation written in.
+
+    Keeps the page's fresh reCAPTCHA token and any other field the page set; replaces `messages`
+    and `modelId` (null for battle conversations, whose model is hidden).
+    """
+    try:
+        data = json.loads(original) if original.strip() else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data["messages"] = build_message_chain(
+        turns, session_id, mode=mode, position=position, all_success=modality == "image"
+    )
+    data["modelId"] = model_id if mode == "direct" else None
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
