@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openai_front.errors import APIError, InvalidRequest, Unauthorized, error_body
 from openai_front.protocol import ChatCompletionRequest
-from openai_front.serving_chat import ChatService, estimate_tokens
 from openai_front.services import Services
+from openai_front.serving_chat import ChatService, estimate_tokens
 
 log = logging.getLogger(__name__)
 

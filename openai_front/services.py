@@ -55,8 +55,10 @@ class Services:
     def _on_page_message(self, page: Page, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "page_gone":
-            for job in self.jobs.for_page(page.id):
-                job.fail("the LMArena page went away during the request", status=503, kind="page_gone", source="page")
+            for orphan in self.jobs.for_page(page.id):
+                orphan.fail(
+                    "the LMArena page went away during the request", status=503, kind="page_gone", source="page"
+                )
             return
         job = self.jobs.get(str(message.get("job", "")))
         if job is None or job.page_id != page.id:
@@ -74,9 +76,10 @@ class Services:
             if not job.flow_seen:
                 job.fail("the page's request did not pass through the proxy", kind="proxy_missed", source="proxy")
             else:
+                late = job
                 asyncio.get_running_loop().call_later(
                     PAGE_DONE_GRACE,
-                    lambda: job.fail("the answer ended without a last line", kind="truncated", source="proxy"),
+                    lambda: late.fail("the answer ended without a last line", kind="truncated", source="proxy"),
                 )
 
     def health(self) -> dict[str, Any]:

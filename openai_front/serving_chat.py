@@ -117,7 +117,9 @@ class ChatService:
         conv = job.conversation
         page = self.s.pages.page_for(conv.identity)
         if page is None:
-            return JobFailed("no page of this conversation's browser identity is ready", 503, "page_gone", source="tool")
+            return JobFailed(
+                "no page of this conversation's browser identity is ready", 503, "page_gone", source="tool"
+            )
         job.page_id = page.id
         page.jobs += 1
         await page.send(

@@ -408,6 +408,8 @@ def extract_models(html: str) -> list[dict[str, Any]]:
         start = 0
         while (at := text.find(_INITIAL_MODELS_KEY, start)) >= 0:
             start = at + len(_INITIAL_MODELS_KEY)
+            while start < len(text) and text[start] in " \t\r\n":
+                start += 1
             try:
                 models, _ = decoder.raw_decode(text, start)
             except json.JSONDecodeError:

@@ -1,0 +1,277 @@
+"""The OpenAI surface, with the official SDK as the client (conformance checklist items 1-9).
+
+The page is a stand-in here: it answers each job by pushing parsed lines into the job, as the
+proxy addons do. The end-to-end tests cover the real path through browser, proxy and simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from openai_front.app import create_app
+from openai_front.jobs import JobDone, JobFailed
+from openai_front.pages import Page
+from openai_front.services import Services, Settings
+from pool_store.pool import Conversation
+from sites import lmarena as site
+
+MODEL = "gemini-2.5-pro"
+ANSWER = 'a0:"Hello "\na0:"wörld 🌍, \\"quoted\\" \\\\ back"\nad:{"finishReason":"stop"}\n'
+
+
+class FakeSocket:
+    """What the page would do with each job: answer with `script` (raw site lines), or fail."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.script: str | None = ANSWER
+        self.failure: JobFailed | None = None
+        self.break_after: int | None = None
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_text(self, text: str) -> None:
+        message = json.loads(text)
+        self.sent.append(message)
+        if message["type"] == "job":
+            asyncio.get_running_loop().call_soon(self._answer, message["job"])
+
+    def _answer(self, job_id: str) -> None:
+        job = self.services.jobs.get(job_id)
+        assert job is not None
+        job.flow_seen = True
+        if self.failure is not None:
+            job.push(self.failure)
+            return
+        events = site.parse_stream((self.script or "").encode())
+        for index, event in enumerate(events):
+            if self.break_after is not None and index == self.break_after:
+                job.push(JobFailed("the answer stopped before its last line", 502, "truncated"))
+                return
+            job.push(event)
+        job.push(JobDone())
+
+
+@pytest.fixture
+def services() -> Services:
+    return Services(Settings(queue_timeout=0.5, upstream_timeout=2))
+
+
+@pytest.fixture
+def page(services: Services) -> FakeSocket:
+    sock = FakeSocket(services)
+    services.pages.pages["p1"] = Page("p1", "user:1", "https://lmarena.ai/", "ready", ws=sock)  # type: ignore[arg-type]
+    services.pool.upsert(Conversation("s1", "m1", MODEL, model_id="id", identity="user:1"))
+    return sock
+
+
+@pytest.fixture
+async def client(services: Services):
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
+        yield openai.AsyncOpenAI(base_url="http://test/v1", api_key="k", http_client=http_client, max_retries=0)
+
+
+@pytest.fixture
+async def raw(services: Services):
+    transport = httpx.ASGITransport(app=create_app(services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
+        yield http_client
+
+
+def assert_error_shape(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+
+
+async def test_models_list(client):
+    models = await client.models.list()
+    ids = [m.id for m in models.data]
+    assert MODEL in ids and len(ids) > 100
+    first = models.data[0]
+    assert first.object == "model" and first.owned_by and first.created
+
+
+async def test_api_key(services, raw, page):
+    services.settings.api_keys = ["key-one", "key-two"]
+    assert_error_shape(await raw.get("/v1/models"), 401, "invalid_api_key")
+    assert_error_shape(await raw.get("/v1/models", headers={"Authorization": "Bearer nope"}), 401, "invalid_api_key")
+    assert (await raw.get("/v1/models", headers={"Authorization": "Bearer key-two"})).status_code == 200
+    sdk = openai.AsyncOpenAI(base_url="http://test/v1", api_key="wrong", http_client=raw, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await sdk.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+
+async def test_unknown_model_is_404(client, page):
+    with pytest.raises(openai.NotFoundError) as err:
+        await client.chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert err.value.body["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2]",
+        b"{not json",
+        json.dumps({"model": MODEL}).encode(),
+        json.dumps({"model": MODEL, "messages": "hello"}).encode(),
+        json.dumps({"model": MODEL, "messages": [{}]}).encode(),
+        json.dumps({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}).encode(),
+        json.dumps({"model": MODEL, "messages": []}).encode(),
+        json.dumps({"messages": MESSAGES}).encode(),
+        json.dumps({"model": MODEL, "messages": MESSAGES, "stream_options": {"include_usage": True}}).encode(),
+        json.dumps({"model": MODEL, "messages": MESSAGES, "n": 2}).encode(),
+        json.dumps({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "audio"}]}]}).encode(),
+    ],
+)
+async def test_malformed_bodies_are_400(raw, page, body):
+    response = await raw.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    error = assert_error_shape(response, 400)
+    assert error["type"] == "invalid_request_error"
+
+
+async def test_images_to_a_text_only_model_are_400(raw, page, services):
+    services.pool.upsert(Conversation("s2", "m2", "Bailing-Lite-250220", identity="user:1"))
+    content = [{"type": "text", "text": "what is this"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    response = await raw.post("/v1/chat/completions", json={
+        "model": "Bailing-Lite-250220", "messages": [{"role": "user", "content": content}]})
+    assert "does not accept images" in assert_error_shape(response, 400)["message"]
+
+
+async def test_non_stream_completion(client, page, services):
+    result = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert result.id.startswith("chatcmpl-") and result.object == "chat.completion"
+    assert result.choices[0].message.role == "assistant"
+    assert result.choices[0].message.content == 'Hello wörld 🌍, "quoted" \\ back'
+    assert result.choices[0].finish_reason == "stop"
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens > 0
+    assert services.pool.stats()[MODEL]["idle"] == 1, "the lease is back"
+
+
+async def test_stream_framing_and_same_text_as_non_stream(client, page, raw):
+    chunks = [c async for c in await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert all(c.object == "chat.completion.chunk" and c.model == MODEL for c in chunks)
+    assert sum(1 for c in chunks if c.choices and c.choices[0].finish_reason) == 1
+    assert all(c.usage is None for c in chunks)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    whole = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert streamed == whole.choices[0].message.content
+    text = (await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "stream": True})).text
+    data_lines = [line for line in text.splitlines() if line.startswith("data:")]
+    assert data_lines[-1].strip() == "data: [DONE]"
+
+
+async def test_include_usage_adds_one_final_chunk(client, page):
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [c async for c in stream]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+async def test_reasoning_goes_to_reasoning_content(client, page):
+    page.script = 'ag:""\nag:"think "\nag:"hard"\na0:"answer"\nad:{"finishReason":"stop"}\n'
+    result = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    message = result.choices[0].message
+    assert message.content == "answer" and message.model_extra["reasoning_content"] == "think hard"
+    chunks = [c async for c in await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)]
+    assert "".join(c.choices[0].delta.model_extra.get("reasoning_content") or "" for c in chunks) == "think hard"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "answer"
+
+
+@pytest.mark.parametrize(
+    "failure,error,status",
+    [
+        (JobFailed("Too many requests", 429, "rate_limited", retry_after=30), openai.RateLimitError, 429),
+        (JobFailed("User x does not have access", 401, "foreign_session"), openai.APIStatusError, 502),
+        (JobFailed("Content violates our terms", 422, "content_filter"), openai.BadRequestError, 400),
+    ],
+)
+async def test_failure_before_the_first_token_is_an_http_status(client, page, services, failure, error, status):
+    page.failure = failure
+    for stream in (False, True):
+        with pytest.raises(error) as caught:
+            await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=stream)
+        assert caught.value.status_code == status
+    assert services.pool.stats()[MODEL]["busy"] == 0
+
+
+async def test_failure_mid_stream_is_in_band(client, page, raw, services):
+    page.break_after = 1
+    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    received = []
+    with pytest.raises(openai.APIError, match="stopped before its last line"):
+        async for chunk in stream:
+            received.append(chunk)
+    assert received[1].choices[0].delta.content == "Hello "
+    text = (await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "stream": True})).text
+    data = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    assert '"error"' in data[-2] and data[-1] == "[DONE]"
+    assert services.pool.stats()[MODEL]["busy"] == 0
+
+
+async def test_no_page_is_503_with_retry_after(raw, services):
+    services.pool.upsert(Conversation("s1", "m1", MODEL, identity="user:1"))
+    response = await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    assert_error_shape(response, 503, "service_unavailable")
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_no_conversation_is_503_with_retry_after(raw, page):
+    response = await raw.post("/v1/chat/completions", json={"model": "gpt-5-high", "messages": MESSAGES})
+    assert "chat with it once" in assert_error_shape(response, 503)["message"]
+    assert "retry-after" in response.headers
+
+
+async def test_busy_past_the_queue_limit_is_429(raw, page, services):
+    lease = await services.pool.lease(MODEL, timeout=1)
+    response = await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    assert_error_shape(response, 429)
+    assert "retry-after" in response.headers
+    services.pool.release(lease)
+
+
+async def test_upstream_silence_is_504_and_frees_the_conversation(client, page, services):
+    page.script = None
+    services.settings.upstream_timeout = 0.2
+    page._answer = lambda job_id: None  # the page never sends anything
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert caught.value.status_code == 504
+    assert services.pool.stats()[MODEL] == {"total": 1, "idle": 1, "busy": 0, "cooling": 0, "retired": 0,
+                                            "waiting": 0}
+    await asyncio.sleep(0.05)  # the abort goes out as its own task
+    assert any(m["type"] == "abort" for m in page.sent), "the page is told to stop the request"
+
+
+async def test_the_job_message_names_the_retry_of_the_pooled_conversation(client, page):
+    await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    job = next(m for m in page.sent if m["type"] == "job")
+    assert job["method"] == "PUT" and job["action"] == "chat_retry"
+    assert job["url"] == "/nextjs-api/stream/retry-evaluation-session-message/s1/messages/m1"
+
+
+async def test_healthz(raw, page):
+    health = (await raw.get("/healthz")).json()
+    assert health["status"] == "ok" and health["pages"] == {"connected": 1, "ready": 1}
+    assert health["pool"][MODEL] == {"total": 1, "idle": 1, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
+
+
+async def test_unknown_route_is_an_openai_error(raw):
+    assert_error_shape(await raw.get("/v1/nothing"), 404)
