@@ -17,6 +17,7 @@ from mitmproxy import ctx, exceptions
 
 from addons.channel import ApiAddress
 from openai_front.app import create_app
+from openai_front.pages import load_secret
 from openai_front.services import Services
 from pool_store.pool import SessionPool, TinyPoolStore
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_STORE = os.path.join(ROOT, "data", "pool.json")
+SECRET_FILE = "lmarena-bridge-secret"
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -77,6 +79,12 @@ class ApiServer:
 
     def configure(self, updated: set[str]) -> None:
         settings = self.services.settings
+        if "confdir" in updated:
+            path = os.path.join(os.path.expanduser(ctx.options.confdir), SECRET_FILE)
+            try:
+                self.services.pages.secret = load_secret(path)
+            except OSError as e:
+                raise exceptions.OptionsError(f"cannot keep the page channel secret in {path}: {e}") from e
         if "arena_api_key" in updated:
             settings.api_keys = read_keys(ctx.options.arena_api_key)
         if "arena_queue_timeout" in updated:

@@ -34,7 +34,7 @@ def build(services: Services | None = None) -> list[object]:
     return [
         Classify(),
         Channel(address),
-        Injector(services.pages.secret, services.models),
+        Injector(services.pages, services.models),
         Rewriter(services.jobs),
         Capture(lambda: services.pool, services.jobs, services.models),
         ApiServer(services, address),

@@ -11,7 +11,7 @@ import logging
 
 from mitmproxy import http
 
-from addons.classify import META_CHANNEL
+from addons.classify import META_CHANNEL, arena_host
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,11 @@ class Channel:
 
     def request(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get(META_CHANNEL) or flow.response is not None:
+            return
+        origin = flow.request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1].split(":", 1)[0].lower() != arena_host(flow):
+            # a page of another site opening a socket to the arena origin: browsers always send Origin
+            flow.response = http.Response.make(403, b"forbidden origin", {"content-type": "text/plain"})
             return
         identity = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
         flow.request.headers.pop("x-bridge-identity", None)

@@ -15,6 +15,7 @@ from mitmproxy import http
 
 from addons.classify import CHANNEL_PREFIX, META_CALL, META_CHANNEL, arena_host
 from openai_front.models import ModelRegistry
+from openai_front.pages import PageHub
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,10 @@ def insert_script(html: str, tag: str) -> str:
 
 
 class Injector:
-    def __init__(self, secret: str, models: ModelRegistry) -> None:
-        self.secret = secret
+    def __init__(self, pages: PageHub, models: ModelRegistry) -> None:
+        self.pages = pages
         self.models = models
-        self._source: str | None = None
+        self._source: tuple[str, str] | None = None  # (secret, script)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if not arena_host(flow) or flow.metadata.get(META_CHANNEL) or flow.metadata.get(META_CALL):
@@ -83,6 +84,7 @@ class Injector:
         if nonce is None:
             for name in CSP_HEADERS:
                 resp.headers.pop(name, None)
-        if self._source is None:
-            self._source = script_source(self.secret)
-        resp.set_text(insert_script(html, script_tag(self._source, nonce)))
+        secret = self.pages.secret
+        if self._source is None or self._source[0] != secret:
+            self._source = (secret, script_source(secret))
+        resp.set_text(insert_script(html, script_tag(self._source[1], nonce)))

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,24 @@ class Page:
             "connected_at": self.connected_at,
             "jobs": self.jobs,
         }
+
+
+def load_secret(path: str) -> str:
+    """The channel secret kept beside the CA key: made once, readable by its owner only,
+    so a page keeps its channel across restarts of the tool."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            secret = fh.read().strip()
+        if len(secret) >= 32:
+            return secret
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(32)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(secret + "\n")
+    return secret
 
 
 class PageHub:

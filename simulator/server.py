@@ -34,6 +34,18 @@ from starlette.routing import Route
 from sites import lmarena as site
 
 RECAPTCHA_TTL = 120.0
+# A model only the (simulated) page lists, not the built-in table: shows that page models are merged.
+PAGE_ONLY_MODEL = {
+    "id": "019b5e00-0000-7000-8000-00000000beef",
+    "publicName": "arena-sim-page-only",
+    "organization": "simulator",
+    "provider": "simulator",
+    "capabilities": {"inputCapabilities": {"text": True}, "outputCapabilities": {"text": True}},
+}
+
+
+def default_models() -> list[dict[str, Any]]:
+    return site.builtin_models() + [PAGE_ONLY_MODEL]
 
 
 @dataclass
@@ -42,7 +54,7 @@ class SimConfig:
     cadence_ms: float = 15.0  # pause between network chunks of an answer
     require_recaptcha: bool = True
     csp: str = "nonce"  # nonce | strict | none: the page's Content-Security-Policy
-    models: list[dict[str, Any]] = field(default_factory=site.builtin_models)
+    models: list[dict[str, Any]] = field(default_factory=default_models)
 
 
 @dataclass
@@ -363,7 +375,10 @@ class Simulator:
             for piece in _words(text):
                 part.append(f"{pos}0:{json.dumps(piece, ensure_ascii=False)}")
             part.append(f"{pos}d:" + json.dumps({"finishReason": "stop"}))
-            lines.extend(part) if not lines else _interleave(lines, part)
+            if lines:
+                _interleave(lines, part)
+            else:
+                lines.extend(part)
         cut_after = int(fault["cut_after"]) if fault and "cut_after" in fault else None
         if cut_after is not None:
             lines = lines[:cut_after]

@@ -109,6 +109,7 @@ class Stack:
     tool_options: dict[str, Any] = field(default_factory=dict)
     sim: _Proc | None = None
     tool: _Proc | None = None
+    earlier_tools: list[_Proc] = field(default_factory=list)
     sim_port: int = 0
     proxy_port: int = 0
     api_port: int = 0
@@ -139,7 +140,7 @@ class Stack:
         )
         self.sim_port = int(self.sim.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
 
-    def start_tool(self, **options: Any) -> None:
+    def start_tool(self, proxy_port: int = 0, **options: Any) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         opts = {
             "confdir": str(self.confdir),
@@ -150,7 +151,8 @@ class Stack:
             **options,
         }
         mitmdump = Path(sys.executable).with_name("mitmdump")
-        argv = [str(mitmdump), "-s", str(ROOT / "addons" / "bridge.py"), "--listen-host", "127.0.0.1", "-p", "0",
+        argv = [str(mitmdump), "-s", str(ROOT / "addons" / "bridge.py"),
+                "--listen-host", "127.0.0.1", "-p", str(proxy_port),
                 "--allow-hosts", ARENA_HOSTS_RE,
                 "--map-remote", rf"|~d lmarena.ai|^https://lmarena\.ai/(?!__bridge/)|{self.sim_base}/",
                 "--set", "dumper_filter=!(~u /__bridge/)"]
@@ -163,6 +165,18 @@ class Stack:
     def stop_tool(self) -> None:
         if self.tool is not None:
             self.tool.stop()
+
+    def restart_tool(self) -> None:
+        """Stop the tool and start it again on the same proxy port (the browser keeps its setting)."""
+        self.stop_tool()
+        if self.tool is not None:
+            self.earlier_tools.append(self.tool)
+        self.start_tool(proxy_port=self.proxy_port)
+
+    def tool_output(self) -> str:
+        """Everything every tool process of this stack printed."""
+        procs = self.earlier_tools + ([self.tool] if self.tool else [])
+        return "\n".join(line for proc in procs for line in proc.lines)
 
     def start(self) -> Stack:
         self.start_simulator()

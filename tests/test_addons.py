@@ -92,17 +92,17 @@ def page_flow(csp: str | None, html: str = PAGE) -> http.HTTPFlow:
 
 
 def test_inject_reuses_the_csp_nonce(services):
-    injector = Injector("s3cret", services.models)
+    injector = Injector(services.pages, services.models)
     flow = page_flow("default-src 'self'; script-src 'self' 'nonce-abc123' 'strict-dynamic'")
     injector.response(flow)
     text = flow.response.get_text()
     assert '<head><script nonce="abc123" data-lmarena-bridge>' in text
-    assert '"secret": "s3cret"' in text
+    assert f'"secret": "{services.pages.secret}"' in text
     assert "nonce-abc123" in flow.response.headers["content-security-policy"]
 
 
 def test_inject_strips_a_csp_without_nonce(services):
-    injector = Injector("s3cret", services.models)
+    injector = Injector(services.pages, services.models)
     flow = page_flow("default-src 'self'; script-src 'self'")
     injector.response(flow)
     assert "content-security-policy" not in flow.response.headers
@@ -113,12 +113,12 @@ def test_inject_learns_the_page_models(services):
     models = [{"id": "019b0000-0000-7000-8000-000000000001", "publicName": "page-only-model", "capabilities": {}}]
     flight = json.dumps("0:" + json.dumps({"initialModels": models}))
     html = PAGE.replace("</body>", f"<script>self.__next_f.push([1,{flight}])</script></body>")
-    Injector("s", services.models).response(page_flow(None, html))
+    Injector(services.pages, services.models).response(page_flow(None, html))
     assert services.models.resolve("PAGE-ONLY-MODEL").id == models[0]["id"]
 
 
 def test_inject_leaves_other_responses_alone(services):
-    injector = Injector("s", services.models)
+    injector = Injector(services.pages, services.models)
     flow = classified("GET", "https://lmarena.ai/data.json")
     flow.response = http.Response.make(200, b'{"a":1}', {"content-type": "application/json"})
     injector.response(flow)

@@ -1,0 +1,58 @@
+# Shared by scripts/*.sh: a Python 3.12 virtualenv in .venv with the project installed,
+# and Debian's Chromium for the browser tests. Sourced, not run.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+find_python312() {
+  local candidates=("${ARENA_PYTHON:-}" python3.12)
+  if command -v pyenv >/dev/null 2>&1; then
+    candidates+=("$(pyenv root)"/versions/3.12*/bin/python3.12)
+  fi
+  candidates+=("$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12)
+  local c
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] || continue
+    if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; then
+      echo "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ensure_venv [extra]: create .venv and (re)install the project when pyproject.toml changed.
+ensure_venv() {
+  local extra="${1:-}"
+  local spec="."
+  [ -n "$extra" ] && spec=".[$extra]"
+  if [ ! -x "$VENV/bin/python" ]; then
+    local py
+    if ! py="$(find_python312)"; then
+      echo "error: Python 3.12 is needed (mitmproxy 12.2) and none was found." >&2
+      echo "       Install python3.12, or set ARENA_PYTHON=/path/to/python3.12." >&2
+      exit 2
+    fi
+    echo "==> creating .venv with $py"
+    "$py" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+  fi
+  local stamp="$VENV/.installed-${extra:-base}"
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    echo "==> installing $spec into .venv"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q -e "$spec")
+    touch "$stamp"
+  fi
+}
+
+# ensure_browser: Debian's Chromium and certutil (never a downloaded browser).
+ensure_browser() {
+  if [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1; then
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "==> installing Debian's chromium and libnss3-tools"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools >/dev/null
+}

@@ -1,0 +1,47 @@
+"""Shared fixtures: the whole stack (simulator, tool, Chromium) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from simulator.stack import CHROMIUM, ROOT, Stack
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _require_browser() -> None:
+    if not (os.path.exists(CHROMIUM) and shutil.which("certutil")):
+        if os.environ.get("ARENA_ALLOW_NO_BROWSER") == "1":
+            pytest.skip("Chromium or certutil is missing and ARENA_ALLOW_NO_BROWSER=1")
+        pytest.fail(
+            f"end-to-end tests need {CHROMIUM} and certutil: apt-get install -y chromium libnss3-tools "
+            "(scripts/test.sh does this)"
+        )
+
+
+@pytest.fixture(scope="module")
+def playwright_instance() -> Iterator[object]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+def make_stack(name: str, **kw: object) -> Stack:
+    workdir = Path(tempfile.mkdtemp(prefix=f"arena-{name}-"))
+    return Stack(workdir, **kw)  # type: ignore[arg-type]
+
+
+def keep_logs(stack: Stack, name: str) -> None:
+    """The tool's and the simulator's output, kept as test artifacts."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}-tool.log").write_text(stack.tool_output(), "utf-8")
+    if stack.sim is not None:
+        (ARTIFACTS / f"{name}-simulator.log").write_text("\n".join(stack.sim.lines), "utf-8")
