@@ -36,7 +36,7 @@ def build(services: Services | None = None) -> list[object]:
         Channel(address),
         Injector(services.pages, services.models),
         Rewriter(services.jobs),
-        Capture(lambda: services.pool, services.jobs, services.models),
+        Capture(services),
         ApiServer(services, address),
     ]
 

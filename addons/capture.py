@@ -17,8 +17,8 @@ from mitmproxy import http
 
 from addons.classify import arena_host, stream_call
 from addons.rewrite import META_JOB
-from openai_front.jobs import JobDone, JobFailed, JobTable
-from openai_front.models import ModelRegistry
+from openai_front.jobs import JobDone, JobFailed
+from openai_front.services import Services
 from pool_store.pool import Conversation, SessionPool
 from sites import lmarena as site
 
@@ -42,14 +42,14 @@ class Observation:
 
 
 class Capture:
-    def __init__(self, pool: Callable[[], SessionPool], jobs: JobTable, models: ModelRegistry) -> None:
-        self._pool = pool
-        self.jobs = jobs
-        self.models = models
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.jobs = services.jobs
+        self.models = services.models
 
     @property
     def pool(self) -> SessionPool:
-        return self._pool()
+        return self.services.pool
 
     # ------------------------------------------------------------------ hooks
 
@@ -58,8 +58,13 @@ class Capture:
         if call is None or flow.response is not None:
             return
         flow.metadata[META_IDENTITY] = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
+        self.services.site.last_activity = time.time()
         try:
-            flow.metadata[META_TURN] = site.parse_request(call, flow.request.content or b"")
+            turn = site.parse_request(call, flow.request.content or b"")
+            flow.metadata[META_TURN] = turn
+            if turn.era in ("a", "b") and META_JOB not in flow.metadata:
+                self.services.site.era = turn.era  # what the site's own client sends now
+                self.services.site.prefix = call.prefix
         except site.BodyError as e:
             log.warning("could not read a %s request body (%s): %s", call.kind, flow.request.path, e)
 

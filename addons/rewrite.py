@@ -12,7 +12,7 @@ import logging
 from mitmproxy import http
 
 from addons.classify import stream_call
-from openai_front.jobs import JobTable
+from openai_front.jobs import Job, JobTable
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -39,25 +39,48 @@ class Rewriter:
                 409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
             )
             return
-        conv = job.conversation
-        if call.kind != "retry" or call.session_id != conv.session_id:
+        if call.kind != job.kind or (job.kind == "retry" and call.session_id != _session(job)):
             job.fail("the page sent a different request than the one asked for", kind="page_error", source="proxy")
             flow.response = http.Response.make(
                 409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}
             )
             return
-        flow.request.content = site.rewrite_retry_body(
-            flow.request.content or b"",
-            job.turns,
-            conv.session_id,
-            job.model_id,
-            mode=conv.mode,
-            position=conv.position,
-            modality=conv.modality,
-        )
+        if job.kind == "create":
+            flow.request.content = self._create_body(flow.request.content or b"", job)
+            target = job.session_id
+        else:
+            conv = job.conversation
+            assert conv is not None
+            flow.request.content = site.rewrite_retry_body(
+                flow.request.content or b"",
+                job.turns,
+                conv.session_id,
+                job.model_id,
+                mode=conv.mode,
+                position=conv.position,
+                modality=conv.modality,
+            )
+            target = conv.session_id
         job.flow_seen = True
         flow.metadata[META_JOB] = job.id
         log.info(
-            "replaying conversation %s (%s) for job %s with %d messages",
-            conv.session_id, conv.model, job.id[:8], len(job.turns),
+            "%s conversation %s (%s) for job %s with %d messages",
+            "creating" if job.kind == "create" else "replaying", target, job.model, job.id[:8], len(job.turns),
         )
+
+    @staticmethod
+    def _create_body(original: bytes, job: Job) -> bytes:
+        try:
+            sent = json.loads(original) if original.strip() else {}
+        except ValueError:
+            sent = {}
+        job.session_id = site.uuid7()
+        body, _, _ = site.build_create_body(job.era, job.session_id, job.model_id or "", job.modality, job.turns)
+        for key in site.SECRET_FIELDS:
+            if isinstance(sent, dict) and key in sent:
+                body[key] = sent[key]
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _session(job: Job) -> str | None:
+    return job.conversation.session_id if job.conversation else None

@@ -10,14 +10,15 @@ from typing import Any, AsyncIterator
 
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openai_front.errors import APIError, InvalidRequest, Unauthorized, error_body
 from openai_front.protocol import ChatCompletionRequest
+from openai_front.requestlog import RequestRecord
 from openai_front.services import Services
-from openai_front.serving_chat import ChatService, estimate_tokens
+from openai_front.serving_chat import ChatService, Replay, close_record, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +67,58 @@ def create_app(services: Services) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-        replay = await chat.start(body)
+        record = services.requests.start(body.model, body.stream)
         prompt_tokens = estimate_tokens("".join(str(m.content or "") for m in body.messages))
-        if not body.stream:
-            return await chat.complete(replay, prompt_tokens)
+        pending = PendingStart(chat, chat.start(body, record))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            # A stream whose answer has not begun within one keep-alive interval is committed:
+            # 200 now, SSE comments while it waits, any later error in-band. Until then, and
+            # always for non-streaming requests, errors are real HTTP statuses.
+            wait = services.settings.keepalive if body.stream else None
+            done, _ = await asyncio.wait({pending.task, gone}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if pending.task not in done and gone in done:
+                await pending.cancel()
+                close_record(record, 499, "the client went away while waiting", "client")
+                return Response(status_code=499)
+            if pending.task in done:
+                try:
+                    replay: Replay | None = pending.claim_now()
+                except APIError as e:
+                    close_record(record, e.status, e.message, "tool")
+                    raise
+                if not body.stream:
+                    assert replay is not None
+                    return await _unless_gone(chat.complete(replay, prompt_tokens), gone, record)
+            else:
+                replay = None
+        finally:
+            gone.cancel()
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         async def events() -> AsyncIterator[dict[str, str]]:
             try:
-                async for chunk in chat.stream(replay, include_usage, prompt_tokens):
+                current = replay
+                if current is None:
+                    try:
+                        current = await pending.claim()
+                    except APIError as e:
+                        close_record(record, e.status, e.message, "tool")
+                        yield {"data": json.dumps(e.body(), ensure_ascii=False)}
+                        yield {"data": "[DONE]"}
+                        return
+                async for chunk in chat.stream(current, include_usage, prompt_tokens):
                     yield {"data": json.dumps(chunk, ensure_ascii=False)}
                 yield {"data": "[DONE]"}
             except asyncio.CancelledError:
-                log.info("client went away during a %s answer", replay.model.name)
+                await pending.cancel()
+                close_record(record, 499, "the client went away", "client")
+                log.info("client went away during a %s request", body.model)
                 raise
 
-        return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-cache"})
+        return EventSourceResponse(
+            events(), ping=services.settings.keepalive, headers={"Cache-Control": "no-cache"}
+        )
 
     @app.get("/api/pool", dependencies=[Depends(require_key)])
     async def pool_list(model: str | None = None) -> dict[str, Any]:
@@ -103,6 +140,76 @@ def create_app(services: Services) -> FastAPI:
         await services.pages.serve(ws)
 
     return app
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone away (the request body is already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _unless_gone(work: Any, gone: asyncio.Future[None], record: RequestRecord) -> Any:
+    """Run `work` unless the client disconnects first; then stop it (freeing what it holds)."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        try:
+            return task.result()
+        except APIError as e:
+            close_record(record, e.status, e.message, "upstream")
+            raise
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    close_record(record, 499, "the client went away", "client")
+    return Response(status_code=499)
+
+
+class PendingStart:
+    """A request's way to its first answer line, owned by exactly one consumer.
+
+    If the result arrives and nobody claims it (the client left in the instant before its
+    stream began), it is given back after a grace period, so no lease is ever left behind.
+    """
+
+    GRACE = 5.0
+
+    def __init__(self, chat: ChatService, coro: Any) -> None:
+        self.chat = chat
+        self.claimed = False
+        self.task: asyncio.Task[Replay] = asyncio.ensure_future(coro)
+        self.task.add_done_callback(self._arrived)
+
+    def _arrived(self, task: asyncio.Task[Replay]) -> None:
+        if not self.claimed and not task.cancelled() and task.exception() is None:
+            asyncio.get_running_loop().call_later(self.GRACE, self._orphaned)
+
+    def _orphaned(self) -> None:
+        if not self.claimed:
+            self.claimed = True
+            self.chat.abandon(self.task.result())
+
+    def claim_now(self) -> Replay:
+        self.claimed = True
+        return self.task.result()
+
+    async def claim(self) -> Replay:
+        replay = await self.task
+        self.claimed = True
+        return replay
+
+    async def cancel(self) -> None:
+        """Stop it; if it already got its first line, give everything back."""
+        if self.claimed and self.task.done():
+            return
+        was_claimed, self.claimed = self.claimed, True
+        if self.task.done():
+            if not was_claimed and not self.task.cancelled() and self.task.exception() is None:
+                self.chat.abandon(self.task.result())
+            return
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 def _register_errors(app: FastAPI) -> None:

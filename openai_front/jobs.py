@@ -37,9 +37,14 @@ JobItem = Union[site.StreamEvent, JobDone, JobFailed]
 @dataclass
 class Job:
     id: str
-    conversation: Conversation
+    kind: str  # "retry": replay a pooled conversation; "create": start a new one carrying the turns
     turns: list[site.ChatTurn]
     model_id: str | None
+    model: str
+    conversation: Conversation | None = None  # retry only
+    modality: str = "chat"
+    era: str = "b"  # create: which body generation to write
+    session_id: str | None = None  # create: chosen when the body is written
     created: float = field(default_factory=time.time)
     page_id: str | None = None
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
@@ -63,9 +68,21 @@ class JobTable:
         self._jobs: dict[str, Job] = {}
 
     def new(self, conversation: Conversation, turns: list[site.ChatTurn], model_id: str | None) -> Job:
-        job = Job(secrets.token_hex(16), conversation, turns, model_id)
+        """A retry of a pooled conversation with the client's turns written in."""
+        job = Job(secrets.token_hex(16), "retry", turns, model_id, conversation.model, conversation,
+                  modality=conversation.modality)
         self._jobs[job.id] = job
         return job
+
+    def new_create(self, model: str, model_id: str, modality: str, turns: list[site.ChatTurn], era: str) -> Job:
+        """A new conversation of `model` whose first turn carries `turns`."""
+        job = Job(secrets.token_hex(16), "create", turns, model_id, model, modality=modality, era=era)
+        self._jobs[job.id] = job
+        return job
+
+    def creating(self, model: str) -> int:
+        """Creations of this model in flight."""
+        return sum(1 for j in self._jobs.values() if j.kind == "create" and j.model == model and not j.ended)
 
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None

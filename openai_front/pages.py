@@ -75,6 +75,9 @@ class PageHub:
         # called with (page, message) for job messages, and with (page, None) when a page leaves
         self.on_job_message: Callable[[Page, dict[str, Any]], None] = lambda page, msg: None
         self.on_page_change: Callable[[], None] = lambda: None
+        # called with (old identity, new identity) when a page comes back signed in as someone else
+        self.on_identity_change: Callable[[str, str | None], None] = lambda old, new: None
+        self._last_identity: dict[str, str | None] = {}
 
     def ready_pages(self, identity: str | None = None) -> list[Page]:
         return [
@@ -114,6 +117,11 @@ class PageHub:
         if old is not None and old.ws is not None:
             await _close(old.ws, 4409, "replaced by a newer connection")
         self.pages[page.id] = page
+        before = self._last_identity.get(page.id)
+        self._last_identity[page.id] = identity
+        if before is not None and before != identity:
+            log.warning("page %s now belongs to another browser identity (%s, was %s)", page.id, identity, before)
+            self.on_identity_change(before, identity)
         log.info("page connected: %s (%s) identity=%s state=%s", page.id, page.url, identity, page.state)
         await page.send({"type": "welcome", "page": page.id})
         self.on_page_change()

@@ -10,6 +10,7 @@ from typing import Any
 from openai_front.jobs import JobTable
 from openai_front.models import ModelRegistry
 from openai_front.pages import Page, PageHub
+from openai_front.requestlog import RequestLog
 from pool_store.pool import Conversation, SessionPool
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,23 @@ PAGE_DONE_GRACE = 3.0
 
 
 @dataclass
+class SiteState:
+    """What the tool learned about the site from the traffic it saw."""
+
+    era: str = "b"  # body generation of the site's own client: "a" messages[], "b" userMessage
+    prefix: str = "/nextjs-api/stream/"  # path prefix of the stream endpoints the site's client uses
+    last_activity: float = 0.0  # last stream request of any kind (a person's or the tool's)
+
+
+@dataclass
 class Settings:
     api_keys: list[str] = field(default_factory=list)
     queue_timeout: float = 120.0  # how long a request may wait for a free conversation
     upstream_timeout: float = 90.0  # until the first answer line, and between lines
+    keepalive: float = 10.0  # a stream not started by then is committed, with SSE comments while it waits
+    failover_tries: int = 3  # conversations tried for one request before its first token
+    sessions_per_model: int = 4
+    fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
     unavailable_retry_after: float = 10.0
 
 
@@ -39,7 +53,10 @@ class Services:
         self.models = models or ModelRegistry()
         self.pages = pages or PageHub()
         self.jobs = JobTable()
+        self.site = SiteState()
+        self.requests = RequestLog()
         self.pages.on_job_message = self._on_page_message
+        self.pages.on_identity_change = self._on_identity_change
         self.pool = SessionPool()
         self.use_pool(pool or self.pool)
 
@@ -47,7 +64,15 @@ class Services:
         """Serve from this pool (the store is opened once options are known)."""
         self.pool = pool
         pool.can_serve = self._can_serve
+        pool.prospects = self.jobs.creating
         self.pages.on_page_change = lambda: pool.wake()
+
+    def _on_identity_change(self, old: str, new: str | None) -> None:
+        if any(p.identity == old for p in self.pages.pages.values()):
+            return  # another page still speaks for the old identity
+        count = self.pool.retire_where("the browser's identity changed (signed out or a new session)", identity=old)
+        if count:
+            log.warning("retired %d conversations of the previous browser identity", count)
 
     def _can_serve(self, conv: Conversation) -> bool:
         return self.pages.page_for(conv.identity) is not None

@@ -1,4 +1,9 @@
-"""Chat completions: lease a conversation, have the page replay it, turn answer lines into OpenAI chunks."""
+"""Chat completions: lease a conversation, have the page replay it, turn answer lines into OpenAI chunks.
+
+Before the first answer line a request may try several conversations of its model (failover), get
+one fresh reCAPTCHA retry, or, when the model has no usable conversation at all, start a new
+conversation that carries the request (which then joins the pool).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +25,21 @@ from openai_front.errors import (
 )
 from openai_front.jobs import Job, JobDone, JobFailed, JobItem
 from openai_front.models import ModelInfo
+from openai_front.pages import Page
 from openai_front.protocol import ChatCompletionRequest, to_turns
+from openai_front.requestlog import RequestRecord
 from openai_front.services import Services
 from pool_store.pool import Lease, NoConversation, PoolTimeout
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
+
+# Failures before the first token after which another conversation of the same model is tried.
+# Not: content_filter (the request itself), challenge (the page), rate_limited for the model.
+FAILOVER_KINDS = frozenset(
+    {"foreign_session", "has_feedback", "not_found", "upstream_error", "truncated", "empty", "stream_error",
+     "aborted", "page_error", "timeout", "recaptcha", "page_gone"}
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -53,23 +67,27 @@ def failure_to_error(item: JobFailed) -> APIError:
 
 @dataclass
 class Replay:
-    """One request in flight: its lease, its job, and what was received so far."""
+    """One request in flight: its lease (none for a fresh conversation), its job, the first item."""
 
-    lease: Lease
+    lease: Lease | None
     job: Job
     first: JobItem
     model: ModelInfo
+    record: RequestRecord
     started: float = field(default_factory=time.time)
+
+    @property
+    def position(self) -> str:
+        return self.job.conversation.position if self.job.conversation else "a"
 
 
 class ChatService:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    # ------------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------------ validation
 
-    async def start(self, request: ChatCompletionRequest) -> Replay:
-        """Everything up to the first answer line; errors here become real HTTP statuses."""
+    def validate(self, request: ChatCompletionRequest) -> tuple[ModelInfo, list[site.ChatTurn]]:
         model = self.s.models.resolve(request.model)
         if model is None:
             raise ModelNotFound(f"The model {request.model!r} does not exist", param="model")
@@ -80,17 +98,63 @@ class ChatService:
         turns = to_turns(request.messages)
         if any(t.attachments for t in turns) and not model.capabilities["image_input"]:
             raise InvalidRequest(f"The model {model.name!r} does not accept images", param="messages")
-        retry_after = self.s.settings.unavailable_retry_after
+        return model, turns
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def start(self, request: ChatCompletionRequest, record: RequestRecord) -> Replay:
+        """Everything up to the first answer line. Errors raised here are real HTTP statuses."""
+        model, turns = self.validate(request)
+        settings = self.s.settings
         if not self.s.pages.pages:
             raise Unavailable(
                 "No LMArena page is connected: open lmarena.ai in the browser that uses this proxy",
-                retry_after=retry_after,
+                retry_after=settings.unavailable_retry_after,
             )
+        deadline = time.monotonic() + settings.queue_timeout
+        last: JobFailed | None = None
+        for attempt in range(max(1, settings.failover_tries)):
+            record.attempts = attempt + 1
+            if self._should_create(model):
+                return await self._fresh(model, turns, record)
+            lease = await self._lease(model, deadline)
+            record.leased_at = time.time()
+            record.conversation = lease.conversation.session_id
+            record.strategy = "retry"
+            job, first = await self._replay(lease, turns, model)
+            if not isinstance(first, JobFailed):
+                return Replay(lease, job, first, model, record)
+            self._finish(lease, job, ok=False)
+            last = first
+            log.warning(
+                "request %s for %s: conversation %s failed before the first token (%s: %s)%s",
+                record.id, model.name, lease.conversation.session_id, first.kind, first.message,
+                "; trying another" if first.kind in FAILOVER_KINDS else "",
+            )
+            if first.kind not in FAILOVER_KINDS:
+                break
+        assert last is not None
+        raise failure_to_error(last)
+
+    def _should_create(self, model: ModelInfo) -> bool:
+        """A model with no usable conversation gets a new one, up to its target number at once."""
+        settings = self.s.settings
+        return (
+            settings.fresh_when_empty
+            and self.s.pool.usable_count(model.name) == 0
+            and self.s.jobs.creating(model.name) < max(1, settings.sessions_per_model)
+        )
+
+    async def _lease(self, model: ModelInfo, deadline: float) -> Lease:
+        retry_after = self.s.settings.unavailable_retry_after
+        remaining = deadline - time.monotonic()
         try:
-            lease = await self.s.pool.lease(model.name, timeout=self.s.settings.queue_timeout)
+            if remaining <= 0:
+                raise PoolTimeout(model.name)
+            return await self.s.pool.lease(model.name, timeout=remaining)
         except NoConversation:
             raise Unavailable(
-                f"No usable conversation of {model.name!r} in the pool: chat with it once in the browser",
+                f"No usable conversation of {model.name!r}: chat with it once in the browser, or run a prefill",
                 retry_after=retry_after,
             ) from None
         except PoolTimeout:
@@ -98,41 +162,64 @@ class ChatService:
                 f"All conversations of {model.name!r} stayed busy for {self.s.settings.queue_timeout:.0f} s",
                 retry_after=retry_after,
             ) from None
-        job = self.s.jobs.new(lease.conversation, turns, model.id)
-        try:
-            first = await self._dispatch(job)
-        except BaseException:
-            self._finish(lease, job, ok=False)
-            raise
-        if isinstance(first, JobFailed):
-            self._finish(lease, job, ok=False)
-            log.warning(
-                "request for %s failed before the first token on conversation %s: %s (%s)",
-                model.name, lease.conversation.session_id, first.message, first.kind,
-            )
-            raise failure_to_error(first)
-        return Replay(lease, job, first, model)
 
-    async def _dispatch(self, job: Job) -> JobItem:
-        conv = job.conversation
-        page = self.s.pages.page_for(conv.identity)
+    async def _replay(self, lease: Lease, turns: list[site.ChatTurn], model: ModelInfo) -> tuple[Job, JobItem]:
+        """Retry the leased conversation; a reCAPTCHA refusal gets one more try with a fresh token."""
+        conv = lease.conversation
+        for _ in range(2):
+            job = self.s.jobs.new(conv, turns, model.id)
+            try:
+                first = await self._dispatch(job, self.s.pages.page_for(conv.identity))
+            except BaseException:
+                self._finish(lease, job, ok=False)
+                raise
+            if not (isinstance(first, JobFailed) and first.kind == "recaptcha"):
+                return job, first
+            log.info("reCAPTCHA refused the token for conversation %s: one more try", conv.session_id)
+            self._end_job(job)
+        return job, first
+
+    async def _fresh(self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord) -> Replay:
+        """lmarena-proxy-server's way: a new conversation that carries the request, then joins the pool."""
+        page = self.s.pages.page_for(None)
+        if page is None:
+            raise Unavailable("No LMArena page is ready", retry_after=self.s.settings.unavailable_retry_after)
+        record.strategy = "fresh"
+        record.leased_at = time.time()
+        job = self.s.jobs.new_create(model.name, model.id, model.modality, turns, self.s.site.era)
+        self.s.pool.add_target(model.name)
+        try:
+            first = await self._dispatch(job, page)
+        except BaseException:
+            self._finish(None, job, ok=False)
+            raise
+        record.conversation = job.session_id
+        if isinstance(first, JobFailed):
+            self._finish(None, job, ok=False)
+            log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, first.message,
+                        first.kind)
+            raise failure_to_error(first)
+        return Replay(None, job, first, model, record)
+
+    async def _dispatch(self, job: Job, page: Page | None) -> JobItem:
         if page is None:
             return JobFailed(
                 "no page of this conversation's browser identity is ready", 503, "page_gone", source="tool"
             )
         job.page_id = page.id
         page.jobs += 1
-        await page.send(
-            {
-                "type": "job",
-                "job": job.id,
+        prefix = job.conversation.prefix if job.conversation else self.s.site.prefix
+        if job.kind == "create":
+            message = {"method": "POST", "url": site.create_path(prefix), "action": site.ACTION_SUBMIT}
+        else:
+            conv = job.conversation
+            assert conv is not None
+            message = {
                 "method": "PUT",
-                "url": site.retry_path(conv.prefix, conv.session_id, conv.message_id),
+                "url": site.retry_path(prefix, conv.session_id, conv.message_id),
                 "action": site.ACTION_RETRY,
-                "sitekey": site.RECAPTCHA_SITE_KEY,
-                "body": {},
             }
-        )
+        await page.send({"type": "job", "job": job.id, "sitekey": site.RECAPTCHA_SITE_KEY, "body": {}, **message})
         return await self._next(job)
 
     async def _next(self, job: Job) -> JobItem:
@@ -143,11 +230,10 @@ class ChatService:
                 f"no answer line within {self.s.settings.upstream_timeout:.0f} s", 504, "timeout", source="tool"
             )
 
-    def _finish(self, lease: Lease, job: Job, ok: bool) -> None:
-        """Give everything back; safe to call more than once."""
+    def _end_job(self, job: Job) -> None:
+        """Forget a job; if it is still running, tell its page to stop the request."""
         page = self.s.pages.pages.get(job.page_id or "")
         if not job.ended:
-            # the client left or the tool gave up: stop the page's request too
             job.ended = True
             if page is not None:
                 asyncio.ensure_future(_send_quietly(page.send({"type": "abort", "job": job.id})))
@@ -155,9 +241,18 @@ class ChatService:
             self.s.jobs.discard(job)
             if page is not None:
                 page.jobs = max(0, page.jobs - 1)
-        if not lease.released:
+        self.s.pool.recheck(job.model)
+
+    def _finish(self, lease: Lease | None, job: Job, ok: bool) -> None:
+        """Give everything back; safe to call more than once."""
+        self._end_job(job)
+        if lease is not None and not lease.released:
             self.s.pool.mark_used(lease.conversation.session_id, ok)
             self.s.pool.release(lease)
+
+    def abandon(self, replay: Replay) -> None:
+        """The client left before reading anything."""
+        self._finish(replay.lease, replay.job, ok=False)
 
     async def items(self, replay: Replay) -> AsyncIterator[JobItem]:
         """The job's items from the first on; always releases the lease."""
@@ -179,6 +274,7 @@ class ChatService:
 
     async def stream(self, replay: Replay, include_usage: bool, prompt_tokens: int) -> AsyncIterator[dict[str, Any]]:
         """OpenAI chunks (as dicts), then an in-band error if the answer broke mid-way."""
+        record = replay.record
         cid = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": replay.model.name}
@@ -187,35 +283,32 @@ class ChatService:
             return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         yield chunk({"role": "assistant", "content": ""})
-        text_len = 0
-        completion = []
+        completion: list[str] = []
         finish = "stop"
         async for item in self.items(replay):
             if isinstance(item, site.StreamEvent):
-                if item.position != replay.lease.conversation.position:
+                if item.position != replay.position:
                     continue
-                if item.kind == "text" and item.text:
-                    completion.append(item.text)
-                    text_len += len(item.text)
-                    yield chunk({"content": item.text})
-                elif item.kind == "reasoning" and item.text:
-                    completion.append(item.text)
-                    yield chunk({"reasoning_content": item.text})
-                elif item.kind == "image" and item.text:
-                    md = f"![image]({item.text})"
-                    completion.append(md)
-                    yield chunk({"content": md})
+                delta = _delta(item)
+                if delta:
+                    if record.first_token_at is None:
+                        record.first_token_at = time.time()
+                    completion.append(next(iter(delta.values())))
+                    yield chunk(delta)
                 elif item.kind == "finish":
                     finish = site.openai_finish_reason(item.text)
                 elif item.kind == "error":
-                    yield {"error": {"message": f"LMArena: {item.text}", "type": "upstream_error",
-                                     "param": None, "code": "upstream_error"}}
+                    err = UpstreamError(f"LMArena: {item.text}")
+                    close_record(record, err.status, err.message, "upstream")
+                    yield err.body()
                     return
             elif isinstance(item, JobFailed):
-                err = failure_to_error(item)
-                yield {"error": err.body()["error"]}
+                failed = failure_to_error(item)
+                close_record(record, failed.status, failed.message, item.source)
+                yield failed.body()
                 return
         yield chunk({}, finish)
+        close_record(record, 200)
         if include_usage:
             completion_tokens = estimate_tokens("".join(completion))
             yield {
@@ -232,16 +325,18 @@ class ChatService:
         content: list[str] = []
         reasoning: list[str] = []
         finish = "stop"
+        record = replay.record
         async for item in self.items(replay):
             if isinstance(item, site.StreamEvent):
-                if item.position != replay.lease.conversation.position:
+                if item.position != replay.position:
                     continue
-                if item.kind == "text":
-                    content.append(item.text)
-                elif item.kind == "reasoning":
-                    reasoning.append(item.text)
-                elif item.kind == "image" and item.text:
-                    content.append(f"![image]({item.text})")
+                delta = _delta(item)
+                if delta and record.first_token_at is None:
+                    record.first_token_at = time.time()
+                if "reasoning_content" in delta:
+                    reasoning.append(delta["reasoning_content"])
+                elif "content" in delta:
+                    content.append(delta["content"])
                 elif item.kind == "finish":
                     finish = site.openai_finish_reason(item.text)
                 elif item.kind == "error":
@@ -253,6 +348,7 @@ class ChatService:
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
         completion_tokens = estimate_tokens(text + "".join(reasoning))
+        close_record(record, 200)
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex,
             "object": "chat.completion",
@@ -265,6 +361,24 @@ class ChatService:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def _delta(item: site.StreamEvent) -> dict[str, str]:
+    if item.kind == "text" and item.text:
+        return {"content": item.text}
+    if item.kind == "reasoning" and item.text:
+        return {"reasoning_content": item.text}
+    if item.kind == "image" and item.text:
+        return {"content": f"![image]({item.text})"}
+    return {}
+
+
+def close_record(record: RequestRecord, status: int, error: str | None = None, source: str | None = None) -> None:
+    if record.ended_at is None:
+        record.ended_at = time.time()
+        record.status = status
+        record.error = error
+        record.error_source = source
 
 
 async def _send_quietly(coro: Any) -> None:

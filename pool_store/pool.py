@@ -59,6 +59,8 @@ class PoolStore(Protocol):
     def load(self) -> list[dict[str, Any]]: ...
     def save(self, record: dict[str, Any]) -> None: ...
     def delete(self, session_id: str) -> None: ...
+    def load_targets(self) -> list[str]: ...
+    def save_targets(self, models: list[str]) -> None: ...
 
 
 class PoolTimeout(Exception):
@@ -88,12 +90,15 @@ class SessionPool:
         self._clock = clock
         # Whether a conversation can be served right now (a page of its identity is connected).
         self.can_serve: Callable[[Conversation], bool] = can_serve or (lambda conv: True)
+        # Conversations on their way for a model (creations in flight): waiting for them can end.
+        self.prospects: Callable[[str], int] = lambda model: 0
         self._convs: dict[str, Conversation] = {}
         self._busy: set[str] = set()
         self._waiters: dict[str, deque[asyncio.Future[Conversation]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.served: dict[str, int] = {}
+        self._targets: set[str] = set()
         if store is not None:
+            self._targets = set(store.load_targets())
             for record in store.load():
                 try:
                     conv = Conversation.from_record(record)
@@ -160,6 +165,29 @@ class SessionPool:
         log.info("retired conversation %s (%s): %s", session_id, conv.model, reason)
         self._persist(conv)
 
+    def retire_where(self, reason: str, model: str | None = None, identity: str | None = None) -> int:
+        """Retire every conversation of a model and/or a browser identity; returns how many."""
+        count = 0
+        for conv in list(self._convs.values()):
+            if conv.state == "retired":
+                continue
+            if (model is None or conv.model == model) and (identity is None or conv.identity == identity):
+                self.retire(conv.session_id, reason)
+                count += 1
+        return count
+
+    # ------------------------------------------------------------------ targets
+
+    def targets(self) -> set[str]:
+        """Models the tool keeps at their target number of conversations (prefilled ones)."""
+        return set(self._targets)
+
+    def add_target(self, model: str) -> None:
+        if model not in self._targets:
+            self._targets.add(model)
+            if self._store is not None:
+                self._store.save_targets(sorted(self._targets))
+
     def cool_down(self, session_id: str, seconds: float) -> None:
         conv = self._convs.get(session_id)
         if conv is None or conv.state == "retired":
@@ -191,13 +219,21 @@ class SessionPool:
         """Conversations that can serve this model now or once free (busy ones count)."""
         return sum(1 for c in self._convs.values() if c.model == model and self._usable(c))
 
+    def servable_count(self, model: str) -> int:
+        """Conversations a page can serve now or later: ready, busy or cooling."""
+        return sum(
+            1 for c in self._convs.values() if c.model == model and c.state != "retired" and self.can_serve(c)
+        )
+
     def has_prospect(self, model: str) -> bool:
-        """True when waiting can end: some conversation is usable, or cooling and will be again."""
-        for c in self._convs.values():
-            if c.model != model or c.state == "retired" or not self.can_serve(c):
-                continue
-            return True
-        return False
+        """True when waiting can end: a conversation is usable or cooling, or one is being created."""
+        return self.servable_count(model) > 0 or self.prospects(model) > 0
+
+    def recheck(self, model: str) -> None:
+        """After something ended: serve waiters, or fail them when nothing can ever serve them."""
+        self.wake(model)
+        if self.waiting(model) and not self.has_prospect(model):
+            self.fail_waiters(model)
 
     def _free(self, model: str) -> list[Conversation]:
         free = [
@@ -347,6 +383,13 @@ class TinyPoolStore:
 
     def delete(self, session_id: str) -> None:
         self.table.remove(self._query.session_id == session_id)
+
+    def load_targets(self) -> list[str]:
+        row = self.db.table("settings").get(self._query.key == "targets")
+        return list(row["models"]) if row else []  # type: ignore[index,call-overload]
+
+    def save_targets(self, models: list[str]) -> None:
+        self.db.table("settings").upsert({"key": "targets", "models": models}, self._query.key == "targets")
 
     def close(self) -> None:
         self.db.close()

@@ -507,6 +507,62 @@ def build_message_chain(
     return chain
 
 
+def flatten_turns(turns: list[ChatTurn]) -> str:
+    """A whole conversation as one message, for a server that keeps history itself and takes
+    a single new user message per turn."""
+    if len(turns) == 1 and turns[0].role == "user":
+        return turns[0].content
+    names = {"system": "System", "user": "User", "assistant": "Assistant"}
+    return "\n\n".join(f"{names.get(t.role, t.role)}: {t.content}" for t in turns)
+
+
+def build_create_body(
+    era: str,
+    session_id: str,
+    model_id: str,
+    modality: str,
+    turns: list[ChatTurn],
+) -> tuple[dict[str, Any], str, str]:
+    """A create-evaluation body (direct mode) carrying the client's conversation.
+
+    Era "a" sends the parent-linked chain plus the assistant placeholder; era "b" sends one
+    `userMessage` (the conversation flattened when it has more than one turn).
+    Returns (body without token, user message id, assistant message id).
+    """
+    body: dict[str, Any] = {"id": session_id, "mode": "direct", "modelAId": model_id, "modality": modality}
+    assistant_id = uuid7()
+    if era == "a":
+        chain = build_message_chain(turns, session_id)
+        for msg in chain:
+            msg["modelId"] = None
+        user_id = chain[-1]["id"]
+        chain.append(
+            {
+                "id": assistant_id,
+                "role": "assistant",
+                "content": "",
+                "reasoning": "",
+                "experimental_attachments": [],
+                "parentMessageIds": [user_id],
+                "participantPosition": "a",
+                "modelId": model_id,
+                "evaluationSessionId": session_id,
+                "status": "pending",
+                "failureReason": None,
+            }
+        )
+        body["messages"] = chain
+    else:
+        user_id = uuid7()
+        attachments = [a for t in turns for a in t.attachments]
+        body["userMessage"] = {"content": flatten_turns(turns), "experimental_attachments": attachments}
+    body["userMessageId"] = user_id
+    body["modelAMessageId"] = assistant_id
+    if modality == "image":
+        body["featureFlags"] = {"editImageButtonEnabled": "treatment-1"}
+    return body, user_id, assistant_id
+
+
 def rewrite_retry_body(
     original: bytes,
     turns: list[ChatTurn],

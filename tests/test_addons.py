@@ -178,7 +178,7 @@ def feed(capture: Capture, flow: http.HTTPFlow, body: bytes, status: int = 200, 
 def test_capture_records_a_person_s_conversation(services):
     call = sample("era_b_direct_create")
     body = dict(call["request_body"], modelAId=GEMINI_ID)
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     flow = classified("POST", "https://lmarena.ai" + call["url"], json.dumps(body).encode())
     capture.request(flow)
     feed(capture, flow, call["response_body"].encode())
@@ -192,7 +192,7 @@ def test_capture_records_a_person_s_conversation(services):
 
 def test_capture_ignores_a_conversation_whose_answer_broke(services):
     call = sample("era_b_direct_create")
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     flow = classified("POST", "https://lmarena.ai" + call["url"], json.dumps(call["request_body"]).encode())
     capture.request(flow)
     feed(capture, flow, call["response_body"].encode()[:40])  # cut before the finish line
@@ -201,7 +201,7 @@ def test_capture_ignores_a_conversation_whose_answer_broke(services):
 
 def test_a_follow_up_moves_the_conversation_to_its_newest_answer(services):
     create, follow = sample("era_a_direct_create"), sample("era_a_direct_followup")
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     for call in (create, follow):
         flow = classified("POST", "https://lmarena.ai" + call["url"], json.dumps(call["request_body"]).encode())
         capture.request(flow)
@@ -252,7 +252,7 @@ def test_job_gets_every_event_then_done(services):
     job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
     flow = retry_flow(conv, job.id)
     Rewriter(services.jobs).request(flow)
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     capture.request(flow)
     feed(capture, flow, sample("era_b_retry")["response_body"].encode(), size=3)
     items = []
@@ -278,7 +278,7 @@ def test_upstream_failures_update_the_pool_and_fail_the_job(services, status, bo
     job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
     flow = retry_flow(conv, job.id)
     Rewriter(services.jobs).request(flow)
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     capture.request(flow)
     feed(capture, flow, body, status=status, headers=headers)
     assert services.pool.state_of(conv) == state
@@ -291,7 +291,7 @@ def test_an_aborted_stream_fails_the_job_once(services):
     job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
     flow = retry_flow(conv, job.id)
     Rewriter(services.jobs).request(flow)
-    capture = Capture(lambda: services.pool, services.jobs, services.models)
+    capture = Capture(services)
     capture.request(flow)
     flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     capture.responseheaders(flow)

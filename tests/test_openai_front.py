@@ -34,6 +34,7 @@ class FakeSocket:
         self.failure: JobFailed | None = None
         self.break_after: int | None = None
         self.sent: list[dict[str, Any]] = []
+        self.fail_once: dict[str, list[JobFailed]] = {}  # session id -> failures for its next jobs
 
     async def send_text(self, text: str) -> None:
         message = json.loads(text)
@@ -45,6 +46,10 @@ class FakeSocket:
         job = self.services.jobs.get(job_id)
         assert job is not None
         job.flow_seen = True
+        queued = self.fail_once.get(job.conversation.session_id if job.conversation else "")
+        if queued:
+            job.push(queued.pop(0))
+            return
         if self.failure is not None:
             job.push(self.failure)
             return
@@ -233,7 +238,18 @@ async def test_no_page_is_503_with_retry_after(raw, services):
     assert int(response.headers["retry-after"]) > 0
 
 
-async def test_no_conversation_is_503_with_retry_after(raw, page):
+async def test_a_model_without_conversations_gets_a_new_one_for_the_request(client, page, services):
+    result = await client.chat.completions.create(model="gpt-5-high", messages=MESSAGES)
+    assert result.choices[0].message.content.startswith("Hello")
+    job = [m for m in page.sent if m["type"] == "job"][-1]
+    assert (job["method"], job["url"], job["action"]) == ("POST", "/nextjs-api/stream/create-evaluation",
+                                                          "chat_submit")
+    assert "gpt-5-high" in services.pool.targets(), "the pool keeps this model stocked from now on"
+    assert services.requests.recent()[-1]["strategy"] == "fresh"
+
+
+async def test_no_conversation_is_503_when_new_ones_are_off(raw, page, services):
+    services.settings.fresh_when_empty = False
     response = await raw.post("/v1/chat/completions", json={"model": "gpt-5-high", "messages": MESSAGES})
     assert "chat with it once" in assert_error_shape(response, 503)["message"]
     assert "retry-after" in response.headers
@@ -275,3 +291,42 @@ async def test_healthz(raw, page):
 
 async def test_unknown_route_is_an_openai_error(raw):
     assert_error_shape(await raw.get("/v1/nothing"), 404)
+
+
+async def test_failover_to_another_conversation_before_the_first_token(client, page, services):
+    services.pool.upsert(Conversation("s2", "m2", MODEL, model_id="id", identity="user:1"))
+    page.fail_once = {"s1": [JobFailed("User x does not have access", 401, "foreign_session")],
+                      "s2": [JobFailed("the answer stopped before its last line", 502, "truncated")]}
+    result = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert result.choices[0].message.content.startswith("Hello")
+    record = services.requests.recent()[-1]
+    assert record["attempts"] == 3 and record["status"] == 200
+    used = [m["url"].rsplit("/", 3)[-3] for m in page.sent if m["type"] == "job"]
+    assert used == ["s1", "s2", "s1"], "least recently used first, then the other, then back"
+
+
+async def test_failover_is_bounded(client, page, services):
+    services.settings.failover_tries = 2
+    page.fail_once = {"s1": [JobFailed("boom", 500, "upstream_error")] * 5}
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert caught.value.status_code == 502
+    assert sum(1 for m in page.sent if m["type"] == "job") == 2
+    assert services.pool.stats()[MODEL]["busy"] == 0
+
+
+async def test_a_recaptcha_refusal_gets_one_fresh_try_on_the_same_conversation(client, page, services):
+    page.fail_once = {"s1": [JobFailed("recaptcha validation failed", 403, "recaptcha")]}
+    result = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert result.choices[0].message.content.startswith("Hello")
+    jobs = [m for m in page.sent if m["type"] == "job"]
+    assert len(jobs) == 2 and jobs[0]["url"] == jobs[1]["url"] and jobs[0]["job"] != jobs[1]["job"]
+
+
+async def test_a_content_filter_refusal_is_not_retried_elsewhere(client, page, services):
+    services.pool.upsert(Conversation("s2", "m2", MODEL, model_id="id", identity="user:1"))
+    page.fail_once = {"s1": [JobFailed("Content violates our terms", 422, "content_filter")]}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert caught.value.body["code"] == "content_filter"
+    assert sum(1 for m in page.sent if m["type"] == "job") == 1

@@ -1,0 +1,48 @@
+"""Recent requests, in memory: what the dashboard, the API and the tests read."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class RequestRecord:
+    model: str
+    stream: bool
+    id: int = field(default_factory=lambda: next(_ids))
+    queued_at: float = field(default_factory=time.time)
+    leased_at: float | None = None
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    status: int | None = None  # HTTP status, or the status of the in-band error
+    error: str | None = None
+    error_source: str | None = None
+    conversation: str | None = None
+    attempts: int = 0
+    strategy: str = "retry"  # retry (pooled conversation) | fresh (new conversation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RequestLog:
+    def __init__(self, size: int = 1000) -> None:
+        self._recent: deque[RequestRecord] = deque(maxlen=size)
+
+    def start(self, model: str, stream: bool) -> RequestRecord:
+        record = RequestRecord(model, stream)
+        self._recent.append(record)
+        return record
+
+    def recent(self, limit: int = 100, model: str | None = None) -> list[dict[str, Any]]:
+        rows = [r for r in self._recent if model is None or r.model == model]
+        return [r.to_dict() for r in rows[-limit:]]
+
+    def in_flight(self) -> list[RequestRecord]:
+        return [r for r in self._recent if r.ended_at is None]
