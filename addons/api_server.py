@@ -18,7 +18,9 @@ from mitmproxy import ctx, exceptions
 from addons.channel import ApiAddress
 from openai_front.app import create_app
 from openai_front.pages import load_secret
+from openai_front.prefill import Prefiller
 from openai_front.services import Services
+from openai_front.serving_chat import ChatService
 from pool_store.pool import SessionPool, TinyPoolStore
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,11 @@ def read_keys(value: str) -> list[str]:
 
 
 class ApiServer:
-    def __init__(self, services: Services, address: ApiAddress) -> None:
+    def __init__(self, services: Services, address: ApiAddress, chat: ChatService, prefiller: Prefiller) -> None:
         self.services = services
         self.address = address
+        self.chat = chat
+        self.prefiller = prefiller
         self.server: _EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.store: TinyPoolStore | None = None
@@ -76,6 +80,17 @@ class ApiServer:
         loader.add_option(
             "arena_upstream_timeout", float, 90.0, "Seconds to wait for the first answer line, and between lines."
         )
+        loader.add_option(
+            "arena_keepalive", float, 10.0,
+            "Seconds between SSE keep-alive comments; a stream not answering by then starts with them.",
+        )
+        loader.add_option(
+            "arena_failover_tries", int, 3, "Conversations one request may try before its first token."
+        )
+        loader.add_option(
+            "arena_fresh_conversations", bool, True,
+            "A request for a model with no usable conversation starts a new one (which then joins the pool).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         settings = self.services.settings
@@ -95,6 +110,16 @@ class ApiServer:
             if ctx.options.arena_upstream_timeout <= 0:
                 raise exceptions.OptionsError("arena_upstream_timeout must be positive")
             settings.upstream_timeout = ctx.options.arena_upstream_timeout
+        if "arena_keepalive" in updated:
+            if ctx.options.arena_keepalive <= 0:
+                raise exceptions.OptionsError("arena_keepalive must be positive")
+            settings.keepalive = ctx.options.arena_keepalive
+        if "arena_failover_tries" in updated:
+            if not 1 <= ctx.options.arena_failover_tries <= 10:
+                raise exceptions.OptionsError("arena_failover_tries must be between 1 and 10")
+            settings.failover_tries = ctx.options.arena_failover_tries
+        if "arena_fresh_conversations" in updated:
+            settings.fresh_when_empty = ctx.options.arena_fresh_conversations
         if "arena_api_port" in updated and not 0 <= ctx.options.arena_api_port < 65536:
             raise exceptions.OptionsError("arena_api_port must be between 0 and 65535")
         if "arena_store" in updated:
@@ -133,7 +158,7 @@ class ApiServer:
         self.bound_port = sock.getsockname()[1]
         self.address.host, self.address.port = host, self.bound_port
         config = uvicorn.Config(
-            create_app(self.services),
+            create_app(self.services, self.chat, self.prefiller),
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -24,20 +24,26 @@ from addons.capture import Capture  # noqa: E402
 from addons.channel import ApiAddress, Channel  # noqa: E402
 from addons.classify import Classify  # noqa: E402
 from addons.inject import Injector  # noqa: E402
+from addons.prefill import PrefillAddon  # noqa: E402
 from addons.rewrite import Rewriter  # noqa: E402
+from openai_front.prefill import Prefiller  # noqa: E402
 from openai_front.services import Services  # noqa: E402
+from openai_front.serving_chat import ChatService  # noqa: E402
 
 
 def build(services: Services | None = None) -> list[object]:
     services = services or Services()
     address = ApiAddress()
+    chat = ChatService(services)
+    prefiller = Prefiller(services, chat)
     return [
         Classify(),
         Channel(address),
         Injector(services.pages, services.models),
         Rewriter(services.jobs),
         Capture(services),
-        ApiServer(services, address),
+        ApiServer(services, address, chat, prefiller),
+        PrefillAddon(services, prefiller),
     ]
 
 

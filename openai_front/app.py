@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openai_front.errors import APIError, InvalidRequest, Unauthorized, error_body
-from openai_front.protocol import ChatCompletionRequest
+from openai_front.errors import APIError, InvalidRequest, ModelNotFound, Unauthorized, Unavailable, error_body
+from openai_front.prefill import Prefiller, select_models
+from openai_front.protocol import ChatCompletionRequest, PrefillRequest, RetireRequest
 from openai_front.requestlog import RequestRecord
 from openai_front.services import Services
 from openai_front.serving_chat import ChatService, Replay, close_record, estimate_tokens
@@ -23,10 +24,11 @@ from openai_front.serving_chat import ChatService, Replay, close_record, estimat
 log = logging.getLogger(__name__)
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, chat: ChatService | None = None, prefiller: Prefiller | None = None) -> FastAPI:
     app = FastAPI(title="lmarena-enhanced-proxy", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
-    chat = ChatService(services)
+    chat = chat or ChatService(services)
+    prefiller = prefiller or Prefiller(services, chat)
     _register_errors(app)
 
     def require_key(request: Request) -> None:
@@ -130,6 +132,37 @@ def create_app(services: Services) -> FastAPI:
         if not services.pool.remove(session_id):
             raise APIError(f"No conversation {session_id} in the pool", status=404, code="not_found")
         return {"removed": session_id}
+
+    @app.post("/api/pool/retire", dependencies=[Depends(require_key)])
+    async def pool_retire(body: RetireRequest) -> dict[str, Any]:
+        known = services.models.resolve(body.model)
+        name = known.name if known else body.model
+        if known is None and not any(c.model == name for c in services.pool):
+            raise ModelNotFound(f"The model {body.model!r} does not exist", param="model")
+        return {"model": name, "retired": services.pool.retire_where("retired through the API", model=name)}
+
+    @app.post("/api/prefill", dependencies=[Depends(require_key)], status_code=202)
+    async def prefill_start(body: PrefillRequest) -> dict[str, Any]:
+        if prefiller.running:
+            raise APIError("A prefill is already running", status=409, code="prefill_running")
+        if not services.pages.ready_pages():
+            raise Unavailable("No LMArena page is ready to create conversations", retry_after=10)
+        spec = ",".join(body.models) if isinstance(body.models, list) else body.models
+        try:
+            models = select_models(services, spec or "text")
+        except ValueError as e:
+            raise ModelNotFound(str(e), param="models") from None
+        per_model = body.per_model or services.settings.sessions_per_model
+        run = prefiller.start(models, per_model, body.message or services.settings.prefill_message)
+        return {"run": run.to_dict()}
+
+    @app.get("/api/prefill", dependencies=[Depends(require_key)])
+    async def prefill_status() -> dict[str, Any]:
+        return {"run": prefiller.run.to_dict() if prefiller.run else None}
+
+    @app.get("/api/requests", dependencies=[Depends(require_key)])
+    async def requests_recent(limit: int = 100, model: str | None = None) -> dict[str, Any]:
+        return {"requests": services.requests.recent(min(max(limit, 1), 1000), model)}
 
     @app.get("/api/pages", dependencies=[Depends(require_key)])
     async def pages_list() -> dict[str, Any]:

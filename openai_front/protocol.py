@@ -36,6 +36,16 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = None
 
 
+class PrefillRequest(BaseModel):
+    models: str | list[str] | None = None  # groups (text, search, image, video, all) and/or names
+    per_model: int | None = Field(default=None, ge=1, le=64)
+    message: str | None = Field(default=None, min_length=1)
+
+
+class RetireRequest(BaseModel):
+    model: str = Field(min_length=1)
+
+
 def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
     """OpenAI messages → the site's turns: `developer` becomes `system`, tool results become user
     text, text parts join with blank lines, `image_url` parts become attachments."""

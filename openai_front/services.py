@@ -38,6 +38,7 @@ class Settings:
     failover_tries: int = 3  # conversations tried for one request before its first token
     sessions_per_model: int = 4
     fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
+    prefill_message: str = "Hi"
     unavailable_retry_after: float = 10.0
 
 

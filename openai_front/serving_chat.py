@@ -181,18 +181,10 @@ class ChatService:
 
     async def _fresh(self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord) -> Replay:
         """lmarena-proxy-server's way: a new conversation that carries the request, then joins the pool."""
-        page = self.s.pages.page_for(None)
-        if page is None:
-            raise Unavailable("No LMArena page is ready", retry_after=self.s.settings.unavailable_retry_after)
         record.strategy = "fresh"
         record.leased_at = time.time()
-        job = self.s.jobs.new_create(model.name, model.id, model.modality, turns, self.s.site.era)
         self.s.pool.add_target(model.name)
-        try:
-            first = await self._dispatch(job, page)
-        except BaseException:
-            self._finish(None, job, ok=False)
-            raise
+        job, first = await self.create_job(model, turns)
         record.conversation = job.session_id
         if isinstance(first, JobFailed):
             self._finish(None, job, ok=False)
@@ -200,6 +192,19 @@ class ChatService:
                         first.kind)
             raise failure_to_error(first)
         return Replay(None, job, first, model, record)
+
+    async def create_job(self, model: ModelInfo, turns: list[site.ChatTurn]) -> tuple[Job, JobItem]:
+        """Have a ready page create a conversation of `model` whose first turn carries `turns`."""
+        job = self.s.jobs.new_create(model.name, model.id, model.modality, turns, self.s.site.era)
+        try:
+            first = await self._dispatch(job, self.s.pages.page_for(None))
+        except BaseException:
+            self._finish(None, job, ok=False)
+            raise
+        return job, first
+
+    def end_job(self, job: Job) -> None:
+        self._finish(None, job, ok=True)
 
     async def _dispatch(self, job: Job, page: Page | None) -> JobItem:
         if page is None:

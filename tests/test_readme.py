@@ -20,6 +20,8 @@ def readme_options() -> dict[str, str]:
 
 
 def shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
     if value == "":
         return "(empty)"
     if value == DEFAULT_STORE:

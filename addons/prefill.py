@@ -1,0 +1,189 @@
+"""Prefill on start-up, as the user asked: once a page is connected and ready and the site has been
+quiet for a while, ask on the console ("Press Enter to continue" / "按回车键继续"), then have the page
+send "Hi" to every chosen model, N times, with a progress bar. Also runs the pool keeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Iterator
+
+from mitmproxy import ctx, exceptions
+
+from addons import console as ui
+from openai_front.prefill import Prefiller, PrefillItem, PrefillRun, select_models
+from openai_front.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def sigint_calls(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Iterator[None]:
+    """While inside, Ctrl+C calls `callback` instead of stopping the tool; mitmproxy's handler
+    is put back afterwards."""
+    handlers = getattr(loop, "_signal_handlers", None)
+    previous = handlers.get(signal.SIGINT) if isinstance(handlers, dict) else None
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:
+            loop.add_signal_handler(signal.SIGINT, previous._callback, *previous._args)
+
+
+class PrefillAddon:
+    def __init__(self, services: Services, prefiller: Prefiller) -> None:
+        self.services = services
+        self.prefiller = prefiller
+        self.console = ui.make_console()
+        self.lang = "en"
+        self._task: asyncio.Task[None] | None = None
+        self._display: ui.PrefillProgress | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "arena_prefill", str, "ask",
+            "Create conversations on start-up: ask (on the console; off without a terminal), auto, or off.",
+            choices=["ask", "auto", "off"],
+        )
+        loader.add_option(
+            "arena_prefill_delay", float, 30.0,
+            "Seconds without traffic, once a page is ready, before the start-up prefill.",
+        )
+        loader.add_option(
+            "arena_prefill_models", str, "text",
+            "Models to prefill: text, search, image, video, all, or names, comma-separated.",
+        )
+        loader.add_option("arena_sessions_per_model", int, 4, "Conversations per model the pool aims for.")
+        loader.add_option(
+            "arena_prefill_message", str, "Hi", "The first message of each conversation the tool creates."
+        )
+        loader.add_option(
+            "arena_prefill_interval", float, 2.0, "Seconds between two conversations the tool creates (pacing)."
+        )
+        loader.add_option(
+            "arena_pool_heal", bool, True,
+            "Create conversations in the background when a prefilled model falls below its target.",
+        )
+        loader.add_option(
+            "arena_lang", str, "auto", "Console language: en, zh, or auto (the system locale).",
+            choices=["auto", "en", "zh"],
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        settings = self.services.settings
+        if "arena_sessions_per_model" in updated:
+            if not 1 <= ctx.options.arena_sessions_per_model <= 64:
+                raise exceptions.OptionsError("arena_sessions_per_model must be between 1 and 64")
+            settings.sessions_per_model = ctx.options.arena_sessions_per_model
+        if "arena_prefill_message" in updated:
+            if not ctx.options.arena_prefill_message.strip():
+                raise exceptions.OptionsError("arena_prefill_message must not be empty")
+            settings.prefill_message = ctx.options.arena_prefill_message
+        if "arena_prefill_interval" in updated:
+            if ctx.options.arena_prefill_interval < 0:
+                raise exceptions.OptionsError("arena_prefill_interval must not be negative")
+            self.prefiller.interval = ctx.options.arena_prefill_interval
+        if "arena_prefill_models" in updated:
+            try:
+                select_models(self.services, ctx.options.arena_prefill_models)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"arena_prefill_models: {e}") from e
+        if "arena_pool_heal" in updated:
+            self.prefiller.heal = ctx.options.arena_pool_heal
+        if "arena_lang" in updated:
+            self.lang = ui.language(ctx.options.arena_lang)
+
+    def running(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._startup())
+            self.prefiller.start_keeper()
+
+    async def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.prefiller.stop()
+
+    # ------------------------------------------------------------------ start-up prefill
+
+    async def _startup(self) -> None:
+        mode = ctx.options.arena_prefill
+        if mode == "off":
+            return
+        delay = ctx.options.arena_prefill_delay
+        while not self.services.pages.ready_pages():
+            await asyncio.sleep(0.5)
+        ready_since = time.time()
+        log.info(ui.text(self.lang, "prefill_waiting", delay=delay))
+        while True:
+            quiet_since = max(self.services.site.last_activity, ready_since)
+            left = quiet_since + delay - time.time()
+            if left <= 0 and self.services.pages.ready_pages():
+                break
+            await asyncio.sleep(min(max(left, 0.2), 1.0))
+        per_model = self.services.settings.sessions_per_model
+        models = select_models(self.services, ctx.options.arena_prefill_models)
+        plan = self.prefiller.plan(models, per_model)
+        if not plan:
+            log.info(ui.text(self.lang, "prefill_full", per=per_model))
+            return
+        message = self.services.settings.prefill_message
+        if mode == "ask":
+            if not (sys.stdin is not None and sys.stdin.isatty()):
+                log.warning(ui.text(self.lang, "prefill_no_tty"))
+                return
+            prompt = ui.text(self.lang, "prefill_prompt", per=per_model, models=len(plan),
+                             total=sum(plan.values()), message=message)
+            if not await self._confirm(prompt):
+                log.info(ui.text(self.lang, "prefill_skipped"))
+                return
+        if self.prefiller.running:
+            return
+        self._display = ui.PrefillProgress(self.console, self.lang)
+        self.prefiller.start(models, per_model, message, on_event=self._on_event)
+        await self.prefiller.wait()
+
+    async def _confirm(self, prompt: str) -> bool:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+
+        def settle(value: bool) -> None:
+            if not answer.done():
+                answer.set_result(value)
+
+        def read() -> None:
+            try:
+                value = ui.ask_enter(self.console, prompt)
+            except (EOFError, KeyboardInterrupt, OSError):
+                value = False
+            loop.call_soon_threadsafe(settle, value)
+
+        # a daemon thread: if Ctrl+C answers, the blocked read must not keep the process alive
+        threading.Thread(target=read, name="prefill-prompt", daemon=True).start()
+        with sigint_calls(loop, lambda: settle(False)):
+            return await answer
+
+    def _on_event(self, run: PrefillRun, item: PrefillItem | None) -> None:
+        if self._display is None:
+            return
+        if run.finished is not None and item is None:
+            created = sum(1 for i in run.items if i.ok)
+            self._display.close(created, len(run.items) - created)
+            self._display = None
+            return
+        last = None
+        if item is not None:
+            last = f"{item.model}: {'ok' if item.ok else item.kind or 'failed'}"
+        self._display.update(run.total, len(run.items), last)
