@@ -37,6 +37,18 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+def seconds(option: str, positive: bool = False) -> float:
+    """A duration option: mitmproxy's --set has no float type, so durations are strings of seconds."""
+    raw = getattr(ctx.options, option)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise exceptions.OptionsError(f"{option} must be a number of seconds, not {raw!r}") from None
+    if value < 0 or (positive and value == 0) or value != value or value == float("inf"):
+        raise exceptions.OptionsError(f"{option} must be {'positive' if positive else 'zero or more'}")
+    return value
+
+
 def read_keys(value: str) -> list[str]:
     """`arena_api_key`: comma-separated keys, or `@path` of a file with one key per line."""
     value = value.strip()
@@ -75,13 +87,13 @@ class ApiServer:
         )
         loader.add_option("arena_store", str, DEFAULT_STORE, "Path of the pool's TinyDB file.")
         loader.add_option(
-            "arena_queue_timeout", float, 120.0, "Seconds a request may wait for a free conversation (then 429)."
+            "arena_queue_timeout", str, "120", "Seconds a request may wait for a free conversation (then 429)."
         )
         loader.add_option(
-            "arena_upstream_timeout", float, 90.0, "Seconds to wait for the first answer line, and between lines."
+            "arena_upstream_timeout", str, "90", "Seconds to wait for the first answer line, and between lines."
         )
         loader.add_option(
-            "arena_keepalive", float, 10.0,
+            "arena_keepalive", str, "10",
             "Seconds between SSE keep-alive comments; a stream not answering by then starts with them.",
         )
         loader.add_option(
@@ -103,17 +115,11 @@ class ApiServer:
         if "arena_api_key" in updated:
             settings.api_keys = read_keys(ctx.options.arena_api_key)
         if "arena_queue_timeout" in updated:
-            if ctx.options.arena_queue_timeout <= 0:
-                raise exceptions.OptionsError("arena_queue_timeout must be positive")
-            settings.queue_timeout = ctx.options.arena_queue_timeout
+            settings.queue_timeout = seconds("arena_queue_timeout", positive=True)
         if "arena_upstream_timeout" in updated:
-            if ctx.options.arena_upstream_timeout <= 0:
-                raise exceptions.OptionsError("arena_upstream_timeout must be positive")
-            settings.upstream_timeout = ctx.options.arena_upstream_timeout
+            settings.upstream_timeout = seconds("arena_upstream_timeout", positive=True)
         if "arena_keepalive" in updated:
-            if ctx.options.arena_keepalive <= 0:
-                raise exceptions.OptionsError("arena_keepalive must be positive")
-            settings.keepalive = ctx.options.arena_keepalive
+            settings.keepalive = seconds("arena_keepalive", positive=True)
         if "arena_failover_tries" in updated:
             if not 1 <= ctx.options.arena_failover_tries <= 10:
                 raise exceptions.OptionsError("arena_failover_tries must be between 1 and 10")

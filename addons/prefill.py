@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from mitmproxy import ctx, exceptions
 
 from addons import console as ui
+from addons.api_server import seconds
 from openai_front.prefill import Prefiller, PrefillItem, PrefillRun, select_models
 from openai_front.services import Services
 
@@ -48,6 +49,7 @@ class PrefillAddon:
         self.prefiller = prefiller
         self.console = ui.make_console()
         self.lang = "en"
+        self.delay = 30.0
         self._task: asyncio.Task[None] | None = None
         self._display: ui.PrefillProgress | None = None
 
@@ -58,7 +60,7 @@ class PrefillAddon:
             choices=["ask", "auto", "off"],
         )
         loader.add_option(
-            "arena_prefill_delay", float, 30.0,
+            "arena_prefill_delay", str, "30",
             "Seconds without traffic, once a page is ready, before the start-up prefill.",
         )
         loader.add_option(
@@ -70,7 +72,7 @@ class PrefillAddon:
             "arena_prefill_message", str, "Hi", "The first message of each conversation the tool creates."
         )
         loader.add_option(
-            "arena_prefill_interval", float, 2.0, "Seconds between two conversations the tool creates (pacing)."
+            "arena_prefill_interval", str, "2", "Seconds between two conversations the tool creates (pacing)."
         )
         loader.add_option(
             "arena_pool_heal", bool, True,
@@ -92,9 +94,9 @@ class PrefillAddon:
                 raise exceptions.OptionsError("arena_prefill_message must not be empty")
             settings.prefill_message = ctx.options.arena_prefill_message
         if "arena_prefill_interval" in updated:
-            if ctx.options.arena_prefill_interval < 0:
-                raise exceptions.OptionsError("arena_prefill_interval must not be negative")
-            self.prefiller.interval = ctx.options.arena_prefill_interval
+            self.prefiller.interval = seconds("arena_prefill_interval")
+        if "arena_prefill_delay" in updated:
+            self.delay = seconds("arena_prefill_delay")
         if "arena_prefill_models" in updated:
             try:
                 select_models(self.services, ctx.options.arena_prefill_models)
@@ -122,7 +124,7 @@ class PrefillAddon:
         mode = ctx.options.arena_prefill
         if mode == "off":
             return
-        delay = ctx.options.arena_prefill_delay
+        delay = self.delay
         while not self.services.pages.ready_pages():
             await asyncio.sleep(0.5)
         ready_since = time.time()

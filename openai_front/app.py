@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openai_front.errors import APIError, InvalidRequest, ModelNotFound, Unauthorized, Unavailable, error_body
@@ -98,10 +98,12 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
             gone.cancel()
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-        async def events() -> AsyncIterator[dict[str, str]]:
+        async def events() -> AsyncIterator[dict[str, str] | ServerSentEvent]:
             try:
                 current = replay
                 if current is None:
+                    # committed before the answer began: say so at once, then keep-alives until it does
+                    yield ServerSentEvent(comment=f"waiting for a conversation of {body.model}")
                     try:
                         current = await pending.claim()
                     except APIError as e:

@@ -92,12 +92,14 @@ class Prefiller:
     def __init__(self, services: Services, chat: ChatService) -> None:
         self.s = services
         self.chat = chat
+        services.on_pool_shrink = self.kick
         self.run: PrefillRun | None = None
         self._task: asyncio.Task[PrefillRun] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self.interval = 2.0  # seconds between two creations
         self.heal = True
         self.heal_every = 15.0
+        self._kick = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -204,6 +206,10 @@ class Prefiller:
         if self._keeper is None:
             self._keeper = asyncio.ensure_future(self._keep())
 
+    def kick(self, model: str | None = None) -> None:
+        """A model lost a conversation: heal now rather than at the next round."""
+        self._kick.set()
+
     async def stop(self) -> None:
         for task in (self._keeper, self._task):
             if task is not None and not task.done():
@@ -212,27 +218,33 @@ class Prefiller:
 
     async def _keep(self) -> None:
         while True:
-            await asyncio.sleep(self.heal_every)
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.heal_every)
+            except asyncio.TimeoutError:
+                pass
+            self._kick.clear()
+            await asyncio.sleep(self.interval)  # pacing, and lets a burst of retirements settle
             try:
                 await self.heal_once()
             except Exception:
                 log.exception("pool healing failed")
 
     async def heal_once(self) -> int:
-        """Create one conversation for each target model below its target (not cooling). Returns how many."""
+        """Top each target model (not cooling down) back up to its target. Returns how many were created."""
         if not self.heal or self.running or not self.s.pages.ready_pages():
             return 0
         created = 0
         for name in sorted(self.s.pool.targets()):
             model = self.s.models.resolve(name)
-            if model is None or self._cooling(name):
+            if model is None:
                 continue
-            if not self.plan([model], self.s.settings.sessions_per_model):
-                continue
-            item = await self.create_one(model, self.s.settings.prefill_message)
-            created += item.ok
-            log.info("pool healing: %s %s", name, "one more conversation" if item.ok else f"failed: {item.error}")
-            await asyncio.sleep(self.interval)
+            while not self._cooling(name) and self.plan([model], self.s.settings.sessions_per_model):
+                item = await self.create_one(model, self.s.settings.prefill_message)
+                log.info("pool healing: %s %s", name, "one more conversation" if item.ok else f"failed: {item.error}")
+                await asyncio.sleep(self.interval)
+                if not item.ok:
+                    break  # try again at the next round
+                created += 1
         return created
 
     def _cooling(self, model: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from openai_front.jobs import JobTable
 from openai_front.models import ModelRegistry
@@ -59,6 +59,7 @@ class Services:
         self.pages.on_job_message = self._on_page_message
         self.pages.on_identity_change = self._on_identity_change
         self.pool = SessionPool()
+        self.on_pool_shrink: Callable[[str], None] = lambda model: None  # the keeper sets this
         self.use_pool(pool or self.pool)
 
     def use_pool(self, pool: SessionPool) -> None:
@@ -66,6 +67,7 @@ class Services:
         self.pool = pool
         pool.can_serve = self._can_serve
         pool.prospects = self.jobs.creating
+        pool.on_shrink = lambda model: self.on_pool_shrink(model)
         self.pages.on_page_change = lambda: pool.wake()
 
     def _on_identity_change(self, old: str, new: str | None) -> None:

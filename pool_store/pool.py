@@ -92,6 +92,8 @@ class SessionPool:
         self.can_serve: Callable[[Conversation], bool] = can_serve or (lambda conv: True)
         # Conversations on their way for a model (creations in flight): waiting for them can end.
         self.prospects: Callable[[str], int] = lambda model: 0
+        # Called with the model when it loses a conversation (retired or removed): the keeper tops up.
+        self.on_shrink: Callable[[str], None] = lambda model: None
         self._convs: dict[str, Conversation] = {}
         self._busy: set[str] = set()
         self._waiters: dict[str, deque[asyncio.Future[Conversation]]] = {}
@@ -154,6 +156,7 @@ class SessionPool:
             return False
         if self._store is not None:
             self._store.delete(session_id)
+        self.on_shrink(conv.model)
         return True
 
     def retire(self, session_id: str, reason: str) -> None:
@@ -164,6 +167,7 @@ class SessionPool:
         conv.retired_reason = reason
         log.info("retired conversation %s (%s): %s", session_id, conv.model, reason)
         self._persist(conv)
+        self.on_shrink(conv.model)
 
     def retire_where(self, reason: str, model: str | None = None, identity: str | None = None) -> int:
         """Retire every conversation of a model and/or a browser identity; returns how many."""

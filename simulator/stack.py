@@ -140,7 +140,8 @@ class Stack:
         )
         self.sim_port = int(self.sim.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
 
-    def start_tool(self, proxy_port: int = 0, **options: Any) -> None:
+    def tool_argv(self, proxy_port: int = 0, **options: Any) -> list[str]:
+        """The command line of the tool, lmarena.ai mapped to the simulator."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         opts = {
             "confdir": str(self.confdir),
@@ -158,7 +159,10 @@ class Stack:
                 "--set", "dumper_filter=!(~u /__bridge/)"]
         for key, value in opts.items():
             argv += ["--set", f"{key}={value}"]
-        self.tool = _Proc("tool", argv)
+        return argv
+
+    def start_tool(self, proxy_port: int = 0, **options: Any) -> None:
+        self.tool = _Proc("tool", self.tool_argv(proxy_port, **options))
         self.proxy_port = int(self.tool.wait_for(r"proxy listening at .*:(\d+)").group(1))
         self.api_port = int(self.tool.wait_for(r"OpenAI-compatible API on http://[^:]+:(\d+)").group(1))
 
