@@ -169,6 +169,7 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             ws="wsproto",
+            ws_ping_interval=None,  # the channel pings on its own; protocol pings only add log lines
             timeout_graceful_shutdown=2,
         )
         self.server = _EmbeddedServer(config)

@@ -84,7 +84,8 @@ def make_console(**kw: Any) -> Console:
 
 def ask_enter(console: Console, prompt: str) -> bool:
     """Blocking. True when the person presses Enter; False on any other answer or end of input."""
-    answer = console.input(f"[bold yellow]{prompt}[/] ")
+    console.print(f"[bold yellow]{prompt}[/] ", end="", soft_wrap=True)  # never wrapped mid-phrase
+    answer = input()
     return answer.strip() == ""
 
 

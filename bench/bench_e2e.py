@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
+from openai.types.chat import ChatCompletionMessageParam  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from simulator.stack import Stack, chat_in_page  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> int:
             chat_in_page(page, MODEL, "Hi")
             conv = httpx.get(stack.api_base + "/api/pool", timeout=10).json()["conversations"][0]
             client = openai.OpenAI(base_url=stack.api_base + "/v1", api_key="bench", max_retries=0)
-            messages = [{"role": "user", "content": PROMPT}]
+            messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
 
             def direct() -> tuple[float, float]:
                 r = page.evaluate(DIRECT_JS, [conv["session_id"], conv["message_id"], conv["model_id"], PROMPT])

@@ -31,7 +31,7 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
     prefiller = prefiller or Prefiller(services, chat)
     _register_errors(app)
 
-    def require_key(request: Request) -> None:
+    async def require_key(request: Request) -> None:
         keys = services.settings.api_keys
         if not keys:
             return

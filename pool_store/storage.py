@@ -18,8 +18,17 @@ from tinydb.storages import Storage
 class AtomicJSONStorage(Storage):
     def __init__(self, path: str, **kwargs: Any) -> None:
         self.path = os.path.abspath(path)
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
         self._kwargs = kwargs
+        self._tmp_prefix = "." + os.path.basename(self.path) + ".tmp-"
+        # a crash between writing and renaming leaves a temporary file: the real file is intact
+        for name in os.listdir(directory):
+            if name.startswith(self._tmp_prefix):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         try:
@@ -33,7 +42,7 @@ class AtomicJSONStorage(Storage):
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".pool-", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, ensure_ascii=False, **self._kwargs)

@@ -45,14 +45,15 @@ ensure_venv() {
   fi
 }
 
-# ensure_browser: Debian's Chromium and certutil (never a downloaded browser).
+# ensure_browser: Debian's Chromium and certutil (never a downloaded browser), and tmux, in which
+# the console tests run the tool as a person would.
 ensure_browser() {
-  if [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1; then
+  if [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then
     return 0
   fi
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "==> installing Debian's chromium and libnss3-tools"
+  echo "==> installing Debian's chromium, libnss3-tools and tmux"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools tmux >/dev/null
 }

@@ -159,6 +159,9 @@ def test_the_page_reconnects_after_a_restart_and_the_pool_survives(stack, page, 
     assert health["pool"][MODEL]["total"] == before
     result = sdk(stack).chat.completions.create(model=MODEL, messages=CONVERSATION)
     assert result.choices[0].message.content == expected_answer(CONVERSATION)
+    served = httpx.get(stack.api_base + "/api/requests", timeout=10).json()["requests"][-1]
+    assert served["conversation"] == captured["answer"]["sessionId"], "the saved conversation served it"
+    assert served["strategy"] == "retry"
 
 
 def test_no_secret_or_cookie_in_the_tool_output(stack, captured):

@@ -8,6 +8,8 @@ Real parts: the tool (mitmdump -s addons/bridge.py), the simulator, headless Chr
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,7 @@ import openai
 import pytest
 
 from simulator.server import answer_for
-from simulator.stack import Stack
+from simulator.stack import ROOT, Stack
 from tests.conftest import keep_logs, make_stack
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +128,24 @@ def test_prefill_creates_the_conversations(stack, prefilled):
     assert len(creates) == 2 * PER_MODEL
     assert all(e["body"]["userMessage"]["content"] == "Hi" for e in creates)
     assert all(e["body"]["recaptchaV3Token"] == "REDACTED" for e in creates), "each with its own token"
+
+
+def test_the_prefill_script_lists_and_fills_through_the_api(stack, prefilled):
+    script = [sys.executable, str(ROOT / "scripts" / "prefill_pool.py"), "--api", stack.api_base, "--lang", "en"]
+    listing = subprocess.run(script + ["--list"], capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert GEMINI in listing.stderr and "Session pool" in listing.stderr
+    model = "gemini-2.5-flash"
+    fill = subprocess.run(script + ["--models", model, "--per-model", "2", "--message", "Hello there", "--yes"],
+                          capture_output=True, text=True, timeout=120)
+    assert fill.returncode == 0, fill.stderr
+    assert fill.stderr.count(f"{model}: ok ") == 2 and "Prefill done: 2 created" in fill.stderr
+    assert len(pool_rows(stack, model)) == 2
+    creates = [e for e in sim(stack, "GET", "/__sim/log") if e["path"].endswith("create-evaluation")]
+    assert [e["body"]["userMessage"]["content"] for e in creates[-2:]] == ["Hello there"] * 2
+    refused = subprocess.run(script + ["--models", "no-such-model", "--yes"], capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 1 and "unknown models: no-such-model" in refused.stderr
 
 
 def test_twenty_concurrent_streams_use_at_most_four_conversations_first_come_first_served(stack, prefilled):
