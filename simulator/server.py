@@ -255,28 +255,47 @@ class Simulator:
         model_a = data.get("modelAId")
         if mode != "battle" and model_a not in self.models_by_id:
             return JSONResponse({"error": "Model not found"}, status_code=404)
+        fault = self._take_fault(sid)
+        if fault and "status" in fault:
+            return fault_response(fault)
         session = SimSession(sid, user or "", mode, data.get("modality", "chat"), model_a, data.get("modelBId"))
         self.sessions[sid] = session
-        return self._new_turn(session, data, request)
+        return self._new_turn(session, data, request, fault)
 
-    async def post(self, request: Request) -> Response:
+    async def _existing(
+        self, request: Request, action: str
+    ) -> tuple[SimSession | None, dict[str, Any], Response | None]:
+        """The session a post or retry names, after the checks the site makes, in its order."""
         user, err = self._auth(request)
         if err:
-            return err
+            return None, {}, err
         data, err = await self._read(request)
         if err or data is None:
-            return err or Response(status_code=400)
+            return None, {}, err or Response(status_code=400)
         sid = request.path_params["sid"]
         session = self.sessions.get(sid)
         if session is None:
-            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
+            return None, data, JSONResponse({"error": "Evaluation session not found"}, status_code=404)
         if session.owner != user:
-            return JSONResponse({"error": f"User {user} does not have access to evaluation session {sid}"}, 401)
-        if not self._check_token(data, site.ACTION_SUBMIT):
-            return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
-        return self._new_turn(session, data, request)
+            return None, data, JSONResponse(
+                {"error": f"User {user} does not have access to evaluation session {sid}"}, 401
+            )
+        if not self._check_token(data, action):
+            return None, data, JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
+        return session, data, None
 
-    def _new_turn(self, session: SimSession, data: dict[str, Any], request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
+        session, data, err = await self._existing(request, site.ACTION_SUBMIT)
+        if err or session is None:
+            return err or Response(status_code=400)
+        fault = self._take_fault(session.id)
+        if fault and "status" in fault:
+            return fault_response(fault)
+        return self._new_turn(session, data, request, fault)
+
+    def _new_turn(
+        self, session: SimSession, data: dict[str, Any], request: Request, fault: dict[str, Any] | None
+    ) -> Response:
         user_id = data.get("userMessageId") or str(uuid.uuid4())
         if isinstance(data.get("userMessage"), dict):
             content = data["userMessage"].get("content", "")
@@ -296,28 +315,21 @@ class Simulator:
         positions = {"a": data.get("modelAMessageId")}
         if session.mode != "direct" and data.get("modelBMessageId"):
             positions["b"] = data["modelBMessageId"]
-        return self._answer(session, positions, request)
+        return self._answer(session, positions, request, fault)
 
     async def retry(self, request: Request) -> Response:
-        user, err = self._auth(request)
-        if err:
-            return err
-        data, err = await self._read(request)
-        if err or data is None:
+        session, data, err = await self._existing(request, site.ACTION_RETRY)
+        if err or session is None:
             return err or Response(status_code=400)
-        sid, mid = request.path_params["sid"], request.path_params["mid"]
-        session = self.sessions.get(sid)
-        if session is None:
-            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
-        if session.owner != user:
-            return JSONResponse({"error": f"User {user} does not have access to evaluation session {sid}"}, 401)
-        if not self._check_token(data, site.ACTION_RETRY):
-            return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
+        mid = request.path_params["mid"]
         target = next((m for m in session.messages if m["id"] == mid and m["role"] == "assistant"), None)
         if target is None:
             return JSONResponse({"error": "Model message not found"}, status_code=404)
         if target.get("feedback"):
             return JSONResponse({"error": "Message already has feedback, cannot retry"}, status_code=400)
+        fault = self._take_fault(session.id)
+        if fault and "status" in fault:
+            return fault_response(fault)  # the site changes nothing when it refuses
         position = target.get("participantPosition") or "a"
         if self.config.generation == "a" and isinstance(data.get("messages"), list):
             # Honour the client's chain: it replaces the history before the retried message.
@@ -332,7 +344,7 @@ class Simulator:
             index = session.messages.index(target)
             session.messages = session.messages[: index + 1]
         session.messages.remove(target)
-        return self._answer(session, {position: mid}, request, retry_model=data.get("modelId"))
+        return self._answer(session, {position: mid}, request, fault)
 
     # ------------------------------------------------------------------ answers
 
@@ -341,16 +353,8 @@ class Simulator:
         session: SimSession,
         positions: dict[str, str | None],
         request: Request,
-        retry_model: str | None = None,
+        fault: dict[str, Any] | None,
     ) -> Response:
-        fault = self._take_fault(session.id)
-        if fault and "status" in fault:
-            return Response(
-                fault.get("body", ""),
-                status_code=int(fault["status"]),
-                headers=fault.get("headers") or {},
-                media_type=fault.get("media_type", "application/json"),
-            )
         history = [(m["role"], m.get("content") or "") for m in session.messages]
         lines: list[str] = []
         for pos, mid in positions.items():
@@ -412,6 +416,15 @@ class Simulator:
             self.active_by_session[sid] -= 1
 
 
+def fault_response(fault: dict[str, Any]) -> Response:
+    return Response(
+        fault.get("body", ""),
+        status_code=int(fault["status"]),
+        headers=fault.get("headers") or {},
+        media_type=fault.get("media_type", "application/json"),
+    )
+
+
 def _words(text: str) -> list[str]:
     words = text.split(" ")
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
@@ -449,21 +462,19 @@ def answer_for(model: str, modality: str, history: list[tuple[str, str]]) -> tup
 
 
 def split_chunks(lines: list[str]) -> list[bytes]:
-    """Network chunks that cut lines and UTF-8 characters, as a real connection may."""
-    data = "".join(line + "\n" for line in lines).encode("utf-8")
-    chunks: list[bytes] = []
+    """Network chunks that cut every line, inside its first multi-byte UTF-8 character when it has
+    one, a few bytes in otherwise, as a real connection may."""
     offsets = [3, 7, 1, 11, 5, 2]
-    pos, i = 0, 0
-    line_ends = [idx + 1 for idx, byte in enumerate(data) if byte == 0x0A]
-    for end in line_ends:
-        cut = min(len(data), end + offsets[i % len(offsets)])
-        i += 1
-        if cut > pos:
-            chunks.append(data[pos:cut])
-            pos = cut
-    if pos < len(data):
-        chunks.append(data[pos:])
-    return chunks
+    data = b""
+    cuts = []
+    for index, line in enumerate(lines):
+        raw = (line + "\n").encode("utf-8")
+        lead = next((j for j, byte in enumerate(raw) if byte >= 0xC0), None)
+        cut = lead + 1 if lead is not None else min(len(raw) - 1, offsets[index % len(offsets)])
+        cuts.append(len(data) + cut)
+        data += raw
+    bounds = [0] + cuts + [len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 RECAPTCHA_JS = """

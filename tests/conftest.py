@@ -45,3 +45,11 @@ def keep_logs(stack: Stack, name: str) -> None:
     (ARTIFACTS / f"{name}-tool.log").write_text(stack.tool_output(), "utf-8")
     if stack.sim is not None:
         (ARTIFACTS / f"{name}-simulator.log").write_text("\n".join(stack.sim.lines), "utf-8")
+
+
+def open_arena_page(stack: Stack, context: object) -> object:
+    """A new LMArena tab in a browser context (or browser), connected to the tool."""
+    page = context.new_page()  # type: ignore[attr-defined]
+    page.goto("https://lmarena.ai/?mode=direct")
+    stack.wait_page_connected()
+    return page

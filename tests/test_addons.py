@@ -15,7 +15,7 @@ from addons.channel import ApiAddress, Channel
 from addons.classify import META_CALL, META_CHANNEL, META_HOST, Classify
 from addons.inject import Injector, csp_nonce
 from addons.rewrite import JOB_HEADER, Rewriter
-from openai_front.jobs import JobDone, JobFailed
+from openai_front.jobs import Job, JobDone, JobFailed
 from openai_front.services import Services
 from pool_store.pool import Conversation
 from sites import lmarena as site
@@ -247,13 +247,19 @@ def test_rewrite_leaves_the_person_s_retry_alone_and_refuses_unknown_jobs(servic
     assert forged.response.status_code == 409
 
 
-def test_job_gets_every_event_then_done(services):
+def replay(services: Services) -> tuple[Capture, Job, http.HTTPFlow, Conversation]:
+    """A tool replay of a pooled conversation, through the rewriter and the capture's request hook."""
     conv = pooled(services)
     job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
     flow = retry_flow(conv, job.id)
     Rewriter(services.jobs).request(flow)
     capture = Capture(services)
     capture.request(flow)
+    return capture, job, flow, conv
+
+
+def test_job_gets_every_event_then_done(services):
+    capture, job, flow, _ = replay(services)
     feed(capture, flow, sample("era_b_retry")["response_body"].encode(), size=3)
     items = []
     while not job.queue.empty():
@@ -274,12 +280,7 @@ def test_job_gets_every_event_then_done(services):
     ],
 )
 def test_upstream_failures_update_the_pool_and_fail_the_job(services, status, body, headers, state, kind):
-    conv = pooled(services)
-    job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
-    flow = retry_flow(conv, job.id)
-    Rewriter(services.jobs).request(flow)
-    capture = Capture(services)
-    capture.request(flow)
+    capture, job, flow, conv = replay(services)
     feed(capture, flow, body, status=status, headers=headers)
     assert services.pool.state_of(conv) == state
     failed = job.queue.get_nowait()
@@ -287,12 +288,7 @@ def test_upstream_failures_update_the_pool_and_fail_the_job(services, status, bo
 
 
 def test_an_aborted_stream_fails_the_job_once(services):
-    conv = pooled(services)
-    job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
-    flow = retry_flow(conv, job.id)
-    Rewriter(services.jobs).request(flow)
-    capture = Capture(services)
-    capture.request(flow)
+    capture, job, flow, conv = replay(services)
     flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     capture.responseheaders(flow)
     flow.response.stream(b'a0:"partial"\n')

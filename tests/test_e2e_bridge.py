@@ -18,7 +18,7 @@ import pytest
 
 from simulator.server import PAGE_ONLY_MODEL, answer_for
 from simulator.stack import Stack, chat_in_page, wait_js
-from tests.conftest import keep_logs, make_stack
+from tests.conftest import keep_logs, make_stack, open_arena_page
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +44,7 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def page(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
     browser = playwright_instance.chromium.launch(**stack.launch_args())
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.goto("https://lmarena.ai/?mode=direct")
-    stack.wait_page_connected()
-    yield pg
+    yield open_arena_page(stack, browser.new_context())
     browser.close()
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from simulator.server import answer_for
 from simulator.stack import ROOT, Stack
-from tests.conftest import keep_logs, make_stack
+from tests.conftest import keep_logs, make_stack, open_arena_page
 
 pytestmark = pytest.mark.e2e
 
@@ -63,10 +63,7 @@ def context(browser: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def page(stack: Stack, context: Any) -> Any:
-    pg = context.new_page()
-    pg.goto("https://lmarena.ai/?mode=direct")
-    stack.wait_page_connected()
-    return pg
+    return open_arena_page(stack, context)
 
 
 def api(stack: Stack, method: str, path: str, **kw: Any) -> Any:
@@ -308,9 +305,7 @@ def test_a_page_closed_mid_request(stack, prefilled, context, page):
         slow_sim(stack, 30)
     wait_until(lambda: api(stack, "GET", "/healthz")["pool"][GEMINI]["busy"] == 0, timeout=5,
                what="the conversation to be free")
-    new_page = context.new_page()
-    new_page.goto("https://lmarena.ai/?mode=direct")
-    stack.wait_page_connected()
+    open_arena_page(stack, context)
     assert ask(stack, "on the new page") == expected("on the new page")
 
 

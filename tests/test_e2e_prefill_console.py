@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from simulator.stack import Stack
-from tests.conftest import ARTIFACTS, make_stack
+from tests.conftest import ARTIFACTS, make_stack, open_arena_page
 
 pytestmark = pytest.mark.e2e
 
@@ -86,9 +86,7 @@ def stack() -> Iterator[Stack]:
 
 def connect_page(stack: Stack, playwright_instance: Any) -> Any:
     browser = playwright_instance.chromium.launch(**stack.launch_args())
-    page = browser.new_page()
-    page.goto("https://lmarena.ai/?mode=direct")
-    stack.wait_page_connected()
+    open_arena_page(stack, browser)
     return browser
 
 
