@@ -162,6 +162,7 @@ class Stack:
         return argv
 
     def start_tool(self, proxy_port: int = 0, **options: Any) -> None:
+        self._options = options
         self.tool = _Proc("tool", self.tool_argv(proxy_port, **options))
         self.proxy_port = int(self.tool.wait_for(r"proxy listening at .*:(\d+)").group(1))
         self.api_port = int(self.tool.wait_for(r"OpenAI-compatible API on http://[^:]+:(\d+)").group(1))
@@ -175,7 +176,7 @@ class Stack:
         self.stop_tool()
         if self.tool is not None:
             self.earlier_tools.append(self.tool)
-        self.start_tool(proxy_port=self.proxy_port)
+        self.start_tool(proxy_port=self.proxy_port, **getattr(self, "_options", {}))
 
     def tool_output(self) -> str:
         """Everything every tool process of this stack printed."""

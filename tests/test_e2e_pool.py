@@ -208,6 +208,16 @@ def test_a_foreign_session_401_is_retired_and_the_client_still_gets_its_answer(s
                timeout=30, what="healing back to four conversations")
 
 
+def test_a_recaptcha_refusal_is_retried_with_a_fresh_token(stack, prefilled):
+    sim(stack, "POST", "/__sim/reset")
+    sim(stack, "POST", "/__sim/fault", json={"session": None, "status": 403,
+                                            "body": '{"error":"recaptcha validation failed"}'})
+    assert ask(stack, "after a token refusal") == expected("after a token refusal")
+    retries = [e for e in sim(stack, "GET", "/__sim/log") if e["method"] == "PUT"]
+    assert len(retries) == 2 and retries[0]["path"] == retries[1]["path"], "the same conversation, twice"
+    assert all(s in ("ready", "retired") for s in states(stack, GEMINI).values())
+
+
 def test_a_429_cools_the_conversation_and_is_a_429_for_the_client(stack, prefilled):
     ready = [c["session_id"] for c in pool_rows(stack, GEMINI) if c["state"] == "ready"]
     lru = min((c for c in pool_rows(stack, GEMINI) if c["session_id"] in ready), key=lambda c: c["last_used"])

@@ -123,3 +123,33 @@ def test_ctrl_c_skips_the_prefill_and_the_tool_keeps_running_in_chinese(stack, p
         browser.close()
     finally:
         tool.stop("prefill-ctrlc")
+
+
+def test_auto_prefills_without_asking_and_ask_without_a_terminal_says_how(stack, playwright_instance):
+    stack.start_tool(arena_prefill="auto", arena_prefill_delay=0.5, arena_prefill_models=MODELS[0],
+                     arena_sessions_per_model=2, arena_prefill_interval=0.1)
+    browser = connect_page(stack, playwright_instance)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stats = httpx.get(stack.api_base + "/api/pool", timeout=5).json()["stats"]
+            if stats.get(MODELS[0], {}).get("idle") == 2:
+                break
+            time.sleep(0.2)
+        assert stats[MODELS[0]]["idle"] == 2, stats
+        stack.restart_tool()  # same pool file: nothing missing, so nothing to ask or create
+        stack.wait_page_connected(timeout=30)
+        stack.tool.wait_for("no prefill needed", timeout=30)
+    finally:
+        browser.close()
+    other = make_stack("console-notty")
+    other.start_simulator()
+    try:
+        other.start_tool(arena_prefill="ask", arena_prefill_delay=0.5, arena_prefill_models=MODELS[0])
+        browser = connect_page(other, playwright_instance)
+        line = other.tool.wait_for("there is none, so it is off now", timeout=30).string
+        assert "scripts/prefill_pool.py" in line
+        assert httpx.get(other.api_base + "/api/pool", timeout=5).json()["conversations"] == []
+        browser.close()
+    finally:
+        other.stop()

@@ -330,3 +330,21 @@ async def test_a_content_filter_refusal_is_not_retried_elsewhere(client, page, s
         await client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert caught.value.body["code"] == "content_filter"
     assert sum(1 for m in page.sent if m["type"] == "job") == 1
+
+
+async def test_pool_api_lists_removes_and_retires(raw, page, services):
+    services.pool.upsert(Conversation("s2", "m2", MODEL, identity="user:1"))
+    listed = (await raw.get("/api/pool", params={"model": MODEL})).json()
+    assert {c["session_id"] for c in listed["conversations"]} == {"s1", "s2"}
+    assert (await raw.delete("/api/pool/s2")).json() == {"removed": "s2"}
+    assert_error_shape(await raw.delete("/api/pool/s2"), 404)
+    retired = (await raw.post("/api/pool/retire", json={"model": MODEL.upper()})).json()
+    assert retired == {"model": MODEL, "retired": 1}
+    assert services.pool.state_of(services.pool.get("s1")) == "retired"
+    assert_error_shape(await raw.post("/api/pool/retire", json={"model": "nope"}), 404)
+
+
+async def test_prefill_api_refuses_unknown_models_and_needs_a_page(raw, services, page):
+    assert_error_shape(await raw.post("/api/prefill", json={"models": "nope"}), 404)
+    services.pages.pages.clear()
+    assert_error_shape(await raw.post("/api/prefill", json={"models": MODEL}), 503)
