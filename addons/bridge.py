@@ -19,6 +19,7 @@ if _ROOT not in sys.path:
 if sys.version_info < (3, 12):  # pragma: no cover - guarded for people running an old mitmproxy
     raise SystemExit("lmarena-enhanced-proxy needs Python 3.12 or newer (mitmproxy 12.2)")
 
+from addons.api_options import ApiOptions  # noqa: E402
 from addons.api_server import ApiServer  # noqa: E402
 from addons.capture import Capture  # noqa: E402
 from addons.channel import ApiAddress, Channel  # noqa: E402
@@ -42,6 +43,7 @@ def build(services: Services | None = None) -> list[object]:
         Injector(services.pages, services.models),
         Rewriter(services.jobs),
         Capture(services),
+        ApiOptions(services),
         ApiServer(services, address, chat, prefiller),
         PrefillAddon(services, prefiller),
     ]

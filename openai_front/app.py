@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 from typing import Any, AsyncIterator
 
-from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openai_front.errors import APIError, InvalidRequest, ModelNotFound, Unauthorized, Unavailable, error_body
+from openai_front.errors import (
+    APIError,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    error_body,
+)
 from openai_front.prefill import Prefiller, select_models
-from openai_front.protocol import ChatCompletionRequest, PrefillRequest, RetireRequest
+from openai_front.protocol import ChatCompletionRequest, ImageRequest, PrefillRequest, RetireRequest
+from openai_front.ratelimit import RateLimiter
 from openai_front.requestlog import RequestRecord
 from openai_front.services import Services
 from openai_front.serving_chat import ChatService, Replay, close_record, estimate_tokens
+from openai_front.serving_images import ImageService
 
 log = logging.getLogger(__name__)
 
 
 def create_app(services: Services, chat: ChatService | None = None, prefiller: Prefiller | None = None) -> FastAPI:
+    """The app. The OpenAI and pool routes sit under `settings.route_prefix` (read once, here);
+    `/healthz` and the page channel stay at the root."""
     app = FastAPI(title="lmarena-enhanced-proxy", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     chat = chat or ChatService(services)
     prefiller = prefiller or Prefiller(services, chat)
+    images = ImageService(services, chat)
+    limiter = RateLimiter(services.settings.rate_limit)
+    api = APIRouter()
     _register_errors(app)
 
     async def require_key(request: Request) -> None:
@@ -44,13 +60,27 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
         if not given or not matched:
             raise Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>'")
 
+    async def limit_rate(request: Request) -> None:
+        limiter.per_minute = services.settings.rate_limit
+        auth = request.headers.get("authorization", "")
+        client = "key:" + hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else (
+            "ip:" + (request.client.host if request.client else "?"))
+        wait = limiter.check(client)
+        if wait is not None:
+            raise RateLimited(
+                f"More than {limiter.per_minute} requests a minute from this client", retry_after=max(1.0, wait)
+            )
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return services.health()
 
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    @api.get("/v1/models", dependencies=[Depends(require_key)])
     async def list_models() -> dict[str, Any]:
         stats = services.pool.stats()
+        aliases: dict[str, list[str]] = {}
+        for alias, name in services.models.aliases().items():
+            aliases.setdefault(name, []).append(alias)
         data = []
         for model in services.models.all():
             row = stats.get(model.name, {})
@@ -63,11 +93,12 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
                     "capabilities": model.capabilities,
                     "modality": model.modality,
                     "pooled_conversations": row.get("idle", 0) + row.get("busy", 0),
+                    "aliases": aliases.get(model.name, []),
                 }
             )
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
+    @api.post("/v1/chat/completions", dependencies=[Depends(require_key), Depends(limit_rate)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         record = services.requests.start(body.model, body.stream)
         prompt_tokens = estimate_tokens("".join(str(m.content or "") for m in body.messages))
@@ -124,18 +155,18 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
             events(), ping=services.settings.keepalive, headers={"Cache-Control": "no-cache"}
         )
 
-    @app.get("/api/pool", dependencies=[Depends(require_key)])
+    @api.get("/api/pool", dependencies=[Depends(require_key)])
     async def pool_list(model: str | None = None) -> dict[str, Any]:
         convs = [services.pool.describe(c) for c in services.pool if model is None or c.model == model]
         return {"conversations": convs, "stats": services.pool.stats()}
 
-    @app.delete("/api/pool/{session_id}", dependencies=[Depends(require_key)])
+    @api.delete("/api/pool/{session_id}", dependencies=[Depends(require_key)])
     async def pool_remove(session_id: str) -> dict[str, Any]:
         if not services.pool.remove(session_id):
             raise APIError(f"No conversation {session_id} in the pool", status=404, code="not_found")
         return {"removed": session_id}
 
-    @app.post("/api/pool/retire", dependencies=[Depends(require_key)])
+    @api.post("/api/pool/retire", dependencies=[Depends(require_key)])
     async def pool_retire(body: RetireRequest) -> dict[str, Any]:
         known = services.models.resolve(body.model)
         name = known.name if known else body.model
@@ -143,7 +174,7 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
             raise ModelNotFound(f"The model {body.model!r} does not exist", param="model")
         return {"model": name, "retired": services.pool.retire_where("retired through the API", model=name)}
 
-    @app.post("/api/prefill", dependencies=[Depends(require_key)], status_code=202)
+    @api.post("/api/prefill", dependencies=[Depends(require_key)], status_code=202)
     async def prefill_start(body: PrefillRequest) -> dict[str, Any]:
         if prefiller.running:
             raise APIError("A prefill is already running", status=409, code="prefill_running")
@@ -158,17 +189,23 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
         run = prefiller.start(models, per_model, body.message or services.settings.prefill_message)
         return {"run": run.to_dict()}
 
-    @app.get("/api/prefill", dependencies=[Depends(require_key)])
+    @api.get("/api/prefill", dependencies=[Depends(require_key)])
     async def prefill_status() -> dict[str, Any]:
         return {"run": prefiller.run.to_dict() if prefiller.run else None}
 
-    @app.get("/api/requests", dependencies=[Depends(require_key)])
+    @api.get("/api/requests", dependencies=[Depends(require_key)])
     async def requests_recent(limit: int = 100, model: str | None = None) -> dict[str, Any]:
         return {"requests": services.requests.recent(min(max(limit, 1), 1000), model)}
 
-    @app.get("/api/pages", dependencies=[Depends(require_key)])
+    @api.get("/api/pages", dependencies=[Depends(require_key)])
     async def pages_list() -> dict[str, Any]:
         return {"pages": [p.describe() for p in services.pages.pages.values()]}
+
+    @api.post("/v1/images/generations", dependencies=[Depends(require_key), Depends(limit_rate)])
+    async def image_generations(body: ImageRequest, request: Request) -> Any:
+        return await images.generate(body)
+
+    app.include_router(api, prefix=services.settings.route_prefix)
 
     @app.websocket("/__bridge/ws")
     async def page_channel(ws: WebSocket) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,18 @@ class ModelInfo:
     from_page: bool = False
 
 
+_DATE_SUFFIX = re.compile(r"^(.+?)-(\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
 class ModelRegistry:
     def __init__(self, builtin: list[dict[str, Any]] | None = None) -> None:
         self._by_name: dict[str, ModelInfo] = {}
         self._by_id: dict[str, ModelInfo] = {}
         self.page_updated: float | None = None
         self.created = int(time.time())
+        self.explicit_aliases: dict[str, str] = {}  # alias (lower case) -> model name
+        self.auto_aliases = True
+        self._aliases: dict[str, str] | None = None
         for model in builtin if builtin is not None else site.builtin_models():
             self._add(model, from_page=False)
 
@@ -45,7 +52,29 @@ class ModelRegistry:
             self._by_id.pop(known.id, None)
         self._by_name[info.name.lower()] = info
         self._by_id[info.id] = info
+        self._aliases = None
         return changed
+
+    def set_aliases(self, explicit: dict[str, str], auto: bool) -> None:
+        self.explicit_aliases = {k.strip().lower(): v.strip() for k, v in explicit.items()}
+        self.auto_aliases = auto
+        self._aliases = None
+
+    def aliases(self) -> dict[str, str]:
+        """alias (lower case) -> model name: the configured ones, and names without a date suffix
+        (`claude-opus-4-20250514` → `claude-opus-4`) where that is unambiguous and not a model itself."""
+        if self._aliases is None:
+            found: dict[str, str | None] = {}
+            if self.auto_aliases:
+                for info in self._by_name.values():
+                    m = _DATE_SUFFIX.match(info.name)
+                    if m and m.group(1).lower() not in self._by_name:
+                        key = m.group(1).lower()
+                        found[key] = None if key in found else info.name
+            aliases = {k: v for k, v in found.items() if v is not None}
+            aliases.update(self.explicit_aliases)
+            self._aliases = aliases
+        return self._aliases
 
     def merge_page_models(self, models: list[dict[str, Any]]) -> int:
         """Models the page lists win over the built-in table (ids change with deployments)."""
@@ -55,7 +84,11 @@ class ModelRegistry:
         return changed
 
     def resolve(self, name: str) -> ModelInfo | None:
-        return self._by_name.get(name.strip().lower()) or self._by_id.get(name.strip())
+        key = name.strip().lower()
+        found = self._by_name.get(key) or self._by_id.get(name.strip())
+        if found is None and key in self.aliases():
+            found = self._by_name.get(self.aliases()[key].lower())
+        return found
 
     def by_id(self, model_id: str | None) -> ModelInfo | None:
         return self._by_id.get(model_id) if model_id else None

@@ -36,6 +36,16 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = None
 
 
+class ImageRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    n: int = Field(default=1, ge=1, le=10)
+    response_format: Literal["url", "b64_json"] = "url"
+    size: str | None = None
+
+
 class PrefillRequest(BaseModel):
     models: str | list[str] | None = None  # groups (text, search, image, video, all) and/or names
     per_model: int | None = Field(default=None, ge=1, le=64)
@@ -46,9 +56,18 @@ class RetireRequest(BaseModel):
     model: str = Field(min_length=1)
 
 
+# The site takes files inline as data: URLs up to about this size (larger ones are refused with 413).
+MAX_INLINE_BYTES = 5 * 1024 * 1024
+
+
+class TooLarge(InvalidRequest):
+    status = 413
+    code = "file_too_large"
+
+
 def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
     """OpenAI messages → the site's turns: `developer` becomes `system`, tool results become user
-    text, text parts join with blank lines, `image_url` parts become attachments."""
+    text, text parts join with blank lines, `image_url` and `file` parts become attachments."""
     turns: list[ChatTurn] = []
     for index, msg in enumerate(messages):
         role = {"developer": "system", "tool": "user"}.get(msg.role, msg.role)
@@ -60,6 +79,7 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
         else:
             texts = []
             for part_index, part in enumerate(msg.content):
+                where = f"messages[{index}].content[{part_index}]"
                 kind = part.get("type")
                 if kind == "text":
                     texts.append(str(part.get("text", "")))
@@ -67,15 +87,19 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
                     image = part.get("image_url")
                     url = image.get("url") if isinstance(image, dict) else image
                     if not isinstance(url, str) or not url:
+                        raise InvalidRequest("image_url part without a url", param=where)
+                    attachments.append(_attachment(url, None, len(attachments), where))
+                elif kind == "file":
+                    raw_file = part.get("file")
+                    file: dict[str, Any] = raw_file if isinstance(raw_file, dict) else {}
+                    data = file.get("file_data")
+                    if not isinstance(data, str) or not data.startswith("data:"):
                         raise InvalidRequest(
-                            "image_url part without a url", param=f"messages[{index}].content[{part_index}]"
+                            "file parts need file.file_data as a data: URL (file ids are not supported)", param=where
                         )
-                    attachments.append(_attachment(url, len(attachments)))
+                    attachments.append(_attachment(data, file.get("filename"), len(attachments), where))
                 else:
-                    raise InvalidRequest(
-                        f"content part type {kind!r} is not supported",
-                        param=f"messages[{index}].content[{part_index}].type",
-                    )
+                    raise InvalidRequest(f"content part type {kind!r} is not supported", param=f"{where}.type")
             text = "\n\n".join(texts)
         if role == "user" and not text.strip() and not attachments:
             text = " "
@@ -83,9 +107,20 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
     return turns
 
 
-def _attachment(url: str, index: int) -> dict[str, str]:
+def _attachment(url: str, filename: str | None, index: int, where: str) -> dict[str, str]:
+    """The site's attachment shape: {name, contentType, url}; data: URLs are checked for size."""
     content_type = "image/png"
     if url.startswith("data:"):
-        content_type = url[5:].split(";", 1)[0].split(",", 1)[0] or content_type
-    ext = content_type.rsplit("/", 1)[-1]
-    return {"name": f"image_{index}.{ext}", "contentType": content_type, "url": url}
+        header, _, payload = url[5:].partition(",")
+        content_type = header.split(";", 1)[0] or "application/octet-stream"
+        size = len(payload) * 3 // 4 if ";base64" in header else len(payload)
+        if size > MAX_INLINE_BYTES:
+            raise TooLarge(
+                f"{filename or 'an attachment'} is {size / 1048576:.1f} MB; the site takes at most "
+                f"{MAX_INLINE_BYTES // 1048576} MB inline",
+                param=where,
+            )
+    elif not url.startswith(("http://", "https://")):
+        raise InvalidRequest("attachments must be data: or http(s) URLs", param=where)
+    ext = content_type.rsplit("/", 1)[-1].split("+", 1)[0]
+    return {"name": filename or f"file_{index}.{ext}", "contentType": content_type, "url": url}

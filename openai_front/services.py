@@ -40,6 +40,13 @@ class Settings:
     fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
     prefill_message: str = "Hi"
     unavailable_retry_after: float = 10.0
+    tavern_mode: bool = False  # merge all system messages into one leading system message
+    bypass_mode: bool = False  # an extra empty user message; `--bypass` moves images out of the last message
+    reasoning_as_think: bool = False  # reasoning inline as <think>...</think> instead of reasoning_content
+    citations: bool = True  # a search answer's sources appended as a Markdown list
+    image_fetch_timeout: float = 30.0  # fetching a generated image for b64_json
+    route_prefix: str = ""  # the OpenAI and pool routes under this path, e.g. "/arena"
+    rate_limit: int = 0  # requests a minute per client (API key or address); 0: no limit
 
 
 class Services:

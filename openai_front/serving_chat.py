@@ -28,7 +28,8 @@ from openai_front.models import ModelInfo
 from openai_front.pages import Page
 from openai_front.protocol import ChatCompletionRequest, to_turns
 from openai_front.requestlog import RequestRecord
-from openai_front.services import Services
+from openai_front.services import Services, Settings
+from openai_front.shaping import shape
 from pool_store.pool import Lease, NoConversation, PoolTimeout
 from sites import lmarena as site
 
@@ -97,8 +98,9 @@ class ChatService:
             raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
         turns = to_turns(request.messages)
         if any(t.attachments for t in turns) and not model.capabilities["image_input"]:
-            raise InvalidRequest(f"The model {model.name!r} does not accept images", param="messages")
-        return model, turns
+            raise InvalidRequest(f"The model {model.name!r} does not accept images or files", param="messages")
+        settings = self.s.settings
+        return model, shape(turns, model.modality, settings.tavern_mode, settings.bypass_mode)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -288,22 +290,15 @@ class ChatService:
             return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         yield chunk({"role": "assistant", "content": ""})
-        completion: list[str] = []
-        finish = "stop"
+        answer = Answer(self.s.settings, replay.position)
         async for item in self.items(replay):
             if isinstance(item, site.StreamEvent):
-                if item.position != replay.position:
-                    continue
-                delta = _delta(item)
-                if delta:
+                for delta in answer.feed(item):
                     if record.first_token_at is None:
                         record.first_token_at = time.time()
-                    completion.append(next(iter(delta.values())))
                     yield chunk(delta)
-                elif item.kind == "finish":
-                    finish = site.openai_finish_reason(item.text)
-                elif item.kind == "error":
-                    err = UpstreamError(f"LMArena: {item.text}")
+                if answer.error is not None:
+                    err = UpstreamError(f"LMArena: {answer.error}")
                     close_record(record, err.status, err.message, "upstream")
                     yield err.body()
                     return
@@ -312,10 +307,15 @@ class ChatService:
                 close_record(record, failed.status, failed.message, item.source)
                 yield failed.body()
                 return
-        yield chunk({}, finish)
+        for delta in answer.close():
+            yield chunk(delta)
+        last = chunk({}, answer.finish)
+        if answer.sources:
+            last["citations"] = answer.sources
+        yield last
         close_record(record, 200)
         if include_usage:
-            completion_tokens = estimate_tokens("".join(completion))
+            completion_tokens = estimate_tokens(answer.text())
             yield {
                 **base,
                 "choices": [],
@@ -327,55 +327,122 @@ class ChatService:
             }
 
     async def complete(self, replay: Replay, prompt_tokens: int) -> dict[str, Any]:
-        content: list[str] = []
-        reasoning: list[str] = []
-        finish = "stop"
         record = replay.record
+        answer = Answer(self.s.settings, replay.position)
         async for item in self.items(replay):
             if isinstance(item, site.StreamEvent):
-                if item.position != replay.position:
-                    continue
-                delta = _delta(item)
-                if delta and record.first_token_at is None:
+                if answer.feed(item) and record.first_token_at is None:
                     record.first_token_at = time.time()
-                if "reasoning_content" in delta:
-                    reasoning.append(delta["reasoning_content"])
-                elif "content" in delta:
-                    content.append(delta["content"])
-                elif item.kind == "finish":
-                    finish = site.openai_finish_reason(item.text)
-                elif item.kind == "error":
-                    raise UpstreamError(f"LMArena: {item.text}")
+                if answer.error is not None:
+                    raise UpstreamError(f"LMArena: {answer.error}")
             elif isinstance(item, JobFailed):
                 raise failure_to_error(item)
-        text = "".join(content)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        completion_tokens = estimate_tokens(text + "".join(reasoning))
+        answer.close()
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content()}
+        if answer.reasoning():
+            message["reasoning_content"] = answer.reasoning()
+        if answer.images:
+            message["images"] = list(answer.images)
+        completion_tokens = estimate_tokens(answer.text())
         close_record(record, 200)
-        return {
+        result: dict[str, Any] = {
             "id": "chatcmpl-" + uuid.uuid4().hex,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": replay.model.name,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish}],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if answer.sources:
+            result["citations"] = answer.sources
+        return result
 
 
-def _delta(item: site.StreamEvent) -> dict[str, str]:
-    if item.kind == "text" and item.text:
-        return {"content": item.text}
-    if item.kind == "reasoning" and item.text:
-        return {"reasoning_content": item.text}
-    if item.kind == "image" and item.text:
-        return {"content": f"![image]({item.text})"}
-    return {}
+class Answer:
+    """One participant's answer lines → OpenAI deltas, shaped by the settings.
+
+    Reasoning goes to `reasoning_content` (or inline as <think>...</think>), images become Markdown
+    images as soon as their line arrives, a search answer's sources are collected and, when enabled,
+    appended as a Markdown list at the end.
+    """
+
+    def __init__(self, settings: Settings, position: str) -> None:
+        self.settings = settings
+        self.position = position
+        self.deltas: list[dict[str, str]] = []
+        self.images: list[str] = []
+        self.sources: list[dict[str, Any]] = []
+        self.finish = "stop"
+        self.error: str | None = None
+        self._thinking = False
+
+    def feed(self, event: site.StreamEvent) -> list[dict[str, str]]:
+        if event.position != self.position:
+            return []
+        out: list[dict[str, str]] = []
+        if event.kind == "reasoning" and event.text:
+            if not self.settings.reasoning_as_think:
+                out.append({"reasoning_content": event.text})
+            elif not self._thinking:
+                self._thinking = True
+                out.append({"content": "<think>" + event.text})
+            else:
+                out.append({"content": event.text})
+        elif event.kind in ("text", "image") and event.text:
+            if self._thinking:
+                self._thinking = False
+                out.append({"content": "</think>\n\n"})
+            if event.kind == "image":
+                self.images.append(event.text)
+                out.append({"content": f"![image]({event.text})"})
+            else:
+                out.append({"content": event.text})
+        elif event.kind == "citation":
+            self._cite(event.data)
+        elif event.kind == "finish":
+            self.finish = site.openai_finish_reason(event.text)
+        elif event.kind == "error":
+            self.error = event.text
+        self.deltas.extend(out)
+        return out
+
+    def _cite(self, data: Any) -> None:
+        # the site sends each source as it is cited, and the whole list at the end
+        for source in data if isinstance(data, list) else [data]:
+            if not isinstance(source, dict) or not source.get("url"):
+                continue
+            entry = {"url": source["url"], "title": source.get("title") or source["url"]}
+            for known in self.sources:
+                if known["url"] == entry["url"]:
+                    if source.get("title"):
+                        known["title"] = source["title"]
+                    break
+            else:
+                self.sources.append(entry)
+
+    def close(self) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        if self._thinking:
+            self._thinking = False
+            out.append({"content": "</think>\n\n"})
+        if self.sources and self.settings.citations:
+            lines = "\n".join(f"{i}. [{s['title']}]({s['url']})" for i, s in enumerate(self.sources, 1))
+            out.append({"content": f"\n\nSources:\n{lines}"})
+        self.deltas.extend(out)
+        return out
+
+    def content(self) -> str:
+        return "".join(d.get("content", "") for d in self.deltas)
+
+    def reasoning(self) -> str:
+        return "".join(d.get("reasoning_content", "") for d in self.deltas)
+
+    def text(self) -> str:
+        return self.content() + self.reasoning()
 
 
 def close_record(record: RequestRecord, status: int, error: str | None = None, source: str | None = None) -> None:

@@ -20,8 +20,10 @@ import hashlib
 import html
 import json
 import secrets
+import struct
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, AsyncIterator
@@ -95,6 +97,7 @@ class Simulator:
             Route("/__sim/reset", self.reset, methods=["POST"]),
             Route("/__sim/config", self.set_config, methods=["POST"]),
             Route("/__sim/fault", self.add_fault, methods=["POST"]),
+            Route("/__sim/image/{name}", self.image),
         ]
         for prefix in site.STREAM_PREFIXES:
             routes += [
@@ -174,6 +177,9 @@ class Simulator:
         return bool(entry and entry[0] == action and entry[1] > time.time())
 
     # ------------------------------------------------------------------ test hooks
+
+    async def image(self, request: Request) -> Response:
+        return Response(PNG_1X1, media_type="image/png")
 
     async def get_log(self, request: Request) -> Response:
         return JSONResponse(self.log)
@@ -361,7 +367,8 @@ class Simulator:
             model_id = session.model_a if pos == "a" else session.model_b
             model = self.models_by_id.get(model_id or "", {})
             name = model.get("publicName", "hidden-model")
-            reasoning, text, image = answer_for(name, session.modality, history)
+            image_base = str(request.base_url) + "__sim/image/"  # the tool can fetch these offline
+            reasoning, text, image = answer_for(name, session.modality, history, image_base)
             session.messages.append(
                 {
                     "id": mid,
@@ -376,8 +383,15 @@ class Simulator:
                 part.append(f"{pos}g:{json.dumps(piece, ensure_ascii=False)}")
             if image:
                 part.append(f"{pos}2:" + json.dumps([{"type": "image", "image": image, "mimeType": "image/png"}]))
-            for piece in _words(text):
+            for index, piece in enumerate(_words(text)):
                 part.append(f"{pos}0:{json.dumps(piece, ensure_ascii=False)}")
+                if session.modality == "search" and index < len(SEARCH_SOURCES):
+                    # each source as it is cited, as the site does (see the search sample)
+                    delta = json.dumps({"source": {**SEARCH_SOURCES[index], "charLocation": [index]}})
+                    part.append(f"{pos}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
+            if session.modality == "search":
+                delta = json.dumps({"source": SEARCH_SOURCES})
+                part.append(f"{pos}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
             part.append(f"{pos}d:" + json.dumps({"finishReason": "stop"}))
             if lines:
                 _interleave(lines, part)
@@ -445,7 +459,30 @@ def digest(history: list[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(history, ensure_ascii=False).encode()).hexdigest()[:10]
 
 
-def answer_for(model: str, modality: str, history: list[tuple[str, str]]) -> tuple[list[str], str, str | None]:
+SIM_IMAGE_BASE = "https://messages-prod.sim.r2.cloudflarestorage.com/sim/"
+SEARCH_SOURCES = [
+    {"url": "https://example.org/arena/one", "id": "1", "title": "First source"},
+    {"url": "https://example.org/arena/two", "id": "2", "title": "Second source"},
+]
+
+
+def _png_1x1() -> bytes:
+    """A valid 1x1 PNG (one opaque pixel): what the simulator's image URLs return."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x5a\x8c\xd2\xff")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+PNG_1X1 = _png_1x1()
+
+
+def answer_for(
+    model: str, modality: str, history: list[tuple[str, str]], image_base: str = SIM_IMAGE_BASE
+) -> tuple[list[str], str, str | None]:
     """The simulator's answer: a pure function of the model and the conversation it received."""
     last_user = next((c for r, c in reversed(history) if r == "user" and c.strip()), "")
     summary = last_user if len(last_user) <= 200 else last_user[:200] + "…"
@@ -456,7 +493,7 @@ def answer_for(model: str, modality: str, history: list[tuple[str, str]]) -> tup
         reasoning = ["", "Thinking ", "about ", "it… 🤔"]
     image = None
     if modality == "image":
-        image = f"https://messages-prod.sim.r2.cloudflarestorage.com/sim/{d}.png?X-Amz-Expires=3600"
+        image = f"{image_base}{d}.png?X-Amz-Expires=3600"
         text = ""
     return reasoning, text, image
 

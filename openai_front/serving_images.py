@@ -1,0 +1,67 @@
+"""Image generation: `POST /v1/images/generations`, served by chat answers of image models.
+
+The site gives one image per answer, so `n` images are `n` answers fetched in parallel (each on its
+own conversation, waiting in the pool's queue like any request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import httpx
+
+from openai_front.errors import InvalidRequest, ModelNotFound, UpstreamError
+from openai_front.protocol import ChatCompletionRequest, ChatMessage, ImageRequest
+from openai_front.services import Services
+from openai_front.serving_chat import ChatService, close_record, estimate_tokens
+
+
+class ImageService:
+    def __init__(self, services: Services, chat: ChatService) -> None:
+        self.s = services
+        self.chat = chat
+
+    async def generate(self, request: ImageRequest) -> dict[str, Any]:
+        model = self.s.models.resolve(request.model)
+        if model is None:
+            raise ModelNotFound(f"The model {request.model!r} does not exist", param="model")
+        if not model.capabilities["image_output"]:
+            raise InvalidRequest(f"The model {model.name!r} does not make images", param="model")
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the others
+                tasks = [group.create_task(self._one(model.name, request.prompt)) for _ in range(request.n)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        urls = [task.result() for task in tasks]
+        if request.response_format == "b64_json":
+            async with httpx.AsyncClient(timeout=self.s.settings.image_fetch_timeout, follow_redirects=True) as http:
+                data = [{"b64_json": await self._fetch(http, url)} for url in urls]
+        else:
+            data = [{"url": url} for url in urls]
+        return {"created": int(time.time()), "data": data}
+
+    async def _one(self, model: str, prompt: str) -> str:
+        record = self.s.requests.start(model, False)
+        chat_request = ChatCompletionRequest(model=model, messages=[ChatMessage(role="user", content=prompt)])
+        try:
+            replay = await self.chat.start(chat_request, record)
+            result = await self.chat.complete(replay, estimate_tokens(prompt))
+        except BaseException as e:
+            close_record(record, getattr(e, "status", 499), str(e), "upstream")
+            raise
+        images = result["choices"][0]["message"].get("images") or []
+        if not images:
+            raise UpstreamError(f"{model} answered without an image")
+        return str(images[0])
+
+    @staticmethod
+    async def _fetch(http: httpx.AsyncClient, url: str) -> str:
+        try:
+            response = await http.get(url)
+            response.raise_for_status()
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"the generated image could not be fetched: {e}") from None
+        return base64.b64encode(response.content).decode("ascii")
