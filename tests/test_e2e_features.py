@@ -1,0 +1,150 @@
+"""End to end, what users had in LMArenaBridge and lmarena2api: images through chat and through
+/v1/images/generations, image rate limits, search citations, reasoning, moderation, attachments,
+aliases. Real parts: the tool, the simulator, headless Chromium, the openai SDK."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Iterator
+
+import httpx
+import openai
+import pytest
+
+from simulator.server import SEARCH_SOURCES, answer_for
+from simulator.stack import Stack
+from sites import lmarena as site
+from tests.conftest import keep_logs, make_stack, open_arena_page
+
+pytestmark = pytest.mark.e2e
+
+IMAGE_MODEL = "dall-e-3"
+
+
+@pytest.fixture(scope="module")
+def stack(playwright_instance: Any) -> Iterator[Stack]:
+    st = make_stack("features", cadence_ms=5)
+    st.start_simulator()
+    st.start_tool(arena_prefill="off", arena_keepalive=30)
+    browser = playwright_instance.chromium.launch(**st.launch_args())
+    open_arena_page(st, browser)
+    yield st
+    browser.close()
+    keep_logs(st, "e2e-features")
+    st.stop()
+
+
+def sdk(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.api_base + "/v1", api_key="x", max_retries=0, timeout=60)
+
+
+def sim_log(stack: Stack) -> list[dict[str, Any]]:
+    return httpx.get(stack.sim_base + "/__sim/log", timeout=10).json()
+
+
+def fault(stack: Stack, **spec: Any) -> None:
+    httpx.post(stack.sim_base + "/__sim/fault", json={"session": None, **spec}, timeout=10)
+
+
+def test_an_image_model_answers_through_chat_with_a_markdown_image(stack):
+    chunks = list(sdk(stack).chat.completions.create(
+        model=IMAGE_MODEL, stream=True, messages=[{"role": "user", "content": "a red fox"}]))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) == 1, "the image arrives in one piece, as soon as its line does"
+    assert pieces[0].startswith(f"![image]({stack.sim_base}/__sim/image/") and pieces[0].endswith(")")
+    create = [e for e in sim_log(stack) if e["path"].endswith("create-evaluation")][-1]
+    assert create["body"]["modality"] == "image" and "featureFlags" in create["body"]
+
+
+def test_image_generations_honours_n_and_b64_json(stack):
+    client = sdk(stack)
+    result = client.images.generate(model=IMAGE_MODEL, prompt="two owls", n=2)
+    assert len(result.data) == 2 and all(d.url and "/__sim/image/" in d.url for d in result.data)
+    assert result.created > 0
+    encoded = client.images.generate(model=IMAGE_MODEL, prompt="one owl", response_format="b64_json")
+    png = base64.b64decode(encoded.data[0].b64_json or "")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(openai.BadRequestError, match="does not make images"):
+        client.images.generate(model="gemini-2.5-pro", prompt="x")
+
+
+def test_the_image_rate_limit_is_a_429_with_retry_after(stack):
+    fault(stack, status=429, body="Too many requests, please try again later.", media_type="text/plain",
+          headers={"retry-after": "0", "ratelimit": "limit=1, remaining=0, reset=86400",
+                   "ratelimit-modality": "image"})
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk(stack).images.generate(model=IMAGE_MODEL, prompt="a third owl")
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_search_model_keeps_its_sources(stack):
+    model = "gpt-5-search"
+    result = sdk(stack).chat.completions.create(model=model, messages=[{"role": "user", "content": "find it"}])
+    content = result.choices[0].message.content or ""
+    listing = "\n".join(f"{i}. [{s['title']}]({s['url']})" for i, s in enumerate(SEARCH_SOURCES, 1))
+    assert content.endswith("\n\nSources:\n" + listing)
+    assert [c["url"] for c in result.model_extra["citations"]] == [s["url"] for s in SEARCH_SOURCES]
+    raw = httpx.post(stack.api_base + "/v1/chat/completions", timeout=60, json={
+        "model": model, "stream": True, "messages": [{"role": "user", "content": "find it again"}]}).text
+    finals = [json.loads(line[5:]) for line in raw.splitlines()
+              if line.startswith("data:") and "citations" in line]
+    assert finals and finals[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_reasoning_model_answers_with_reasoning_content(stack):
+    model = "deepseek-v3.1-thinking"
+    message = sdk(stack).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "think first"}]).choices[0].message
+    assert message.model_extra["reasoning_content"] == "Thinking about it… 🤔"
+    assert message.content == answer_for(model, "chat", [("user", "think first")])[1]
+
+
+def test_moderation_is_a_400_content_filter(stack):
+    fault(stack, status=422,
+          body='{"error":"Request rejected: Content violates our terms of use for evaluation session id: x"}')
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(stack).chat.completions.create(model="gemini-2.5-pro",
+                                           messages=[{"role": "user", "content": "something rude"}])
+    assert caught.value.body["code"] == "content_filter"
+
+
+def test_attachments_reach_the_site_on_create_and_on_retry(stack):
+    image = "data:image/png;base64," + base64.b64encode(b"not really a png").decode()
+    pdf = "data:application/pdf;base64,JVBERi0xLjQ="
+    content = [{"type": "text", "text": "what is in it?"}, {"type": "image_url", "image_url": {"url": image}},
+               {"type": "file", "file": {"filename": "notes.pdf", "file_data": pdf}}]
+    messages = [{"role": "user", "content": content}]
+    client = sdk(stack)
+    model = "gemini-2.0-flash-001"
+    for _ in range(2):  # the first creates a conversation, the second retries it
+        client.chat.completions.create(model=model, messages=messages)
+    log = sim_log(stack)
+    create = [e for e in log if e["path"].endswith("create-evaluation")][-1]["body"]
+    retry = [e for e in log if e["method"] == "PUT"][-1]["body"]
+    for attachments in (create["userMessage"]["experimental_attachments"],
+                        retry["messages"][-1]["experimental_attachments"]):
+        assert [(a["name"], a["contentType"], a["url"]) for a in attachments] == [
+            ("file_0.png", "image/png", image), ("notes.pdf", "application/pdf", pdf)]
+
+
+def test_too_large_files_and_text_only_models_are_refused_before_anything_is_sent(stack):
+    before = len(sim_log(stack))
+    huge = "data:image/png;base64," + "A" * (7 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk(stack).chat.completions.create(model="gemini-2.0-flash-001", messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": huge}}]}])
+    assert caught.value.status_code == 413
+    with pytest.raises(openai.BadRequestError, match="Bailing-Lite-250220"):
+        sdk(stack).chat.completions.create(model="Bailing-Lite-250220", messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.org/x.png"}}]}])
+    assert len(sim_log(stack)) == before
+
+
+def test_a_name_without_its_date_suffix_reaches_the_dated_model(stack):
+    models = {m.id: m for m in sdk(stack).models.list().data}
+    assert "claude-opus-4" in models["claude-opus-4-20250514"].model_extra["aliases"]
+    sdk(stack).chat.completions.create(model="claude-opus-4", messages=[{"role": "user", "content": "hello"}])
+    create = [e for e in sim_log(stack) if e["path"].endswith("create-evaluation")][-1]["body"]
+    builtin = {m["publicName"]: m["id"] for m in site.builtin_models()}
+    assert create["modelAId"] == builtin["claude-opus-4-20250514"]
