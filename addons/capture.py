@@ -18,6 +18,7 @@ from mitmproxy import http
 from addons.classify import arena_host, stream_call
 from addons.rewrite import META_JOB
 from openai_front.jobs import JobDone, JobFailed
+from openai_front.models import battle_model_name
 from openai_front.services import Services
 from pool_store.pool import Conversation, SessionPool
 from sites import lmarena as site
@@ -167,24 +168,31 @@ class Capture:
         if turn.kind == "retry":
             if known is None:
                 log.info("a retry of conversation %s, which the pool does not know, succeeded", turn.session_id)
+            elif origin == "browser" and known.message_id_b and call.message_id == known.message_id_b:
+                self.pool.choose_side(known.session_id, "b")  # the person picked side b: replay that side
+            elif origin == "browser" and call.message_id == known.message_id:
+                self.pool.choose_side(known.session_id, "a")
             return
-        position = "a"
-        message_id = turn.message_ids.get(position)
+        message_id = turn.message_ids.get("a")
         if not message_id:
             return
-        info = self.models.by_id(turn.model_a_id) if turn.mode != "battle" else None
-        model_name = info.name if info else ("" if turn.mode == "battle" else (turn.model_a_id or ""))
-        if known is not None and not model_name:
-            model_name = known.model
+        mode = known.mode if known is not None and turn.kind == "post" else turn.mode
+        modality = known.modality if known is not None else turn.modality
+        if mode == "battle":
+            model_name, model_id = battle_model_name(modality), None
+        else:
+            info = self.models.by_id(turn.model_a_id)
+            model_name = info.name if info else (known.model if known else turn.model_a_id or "")
+            model_id = turn.model_a_id or (known.model_id if known else None)
         conv = Conversation(
             session_id=turn.session_id,
             message_id=message_id,
+            message_id_b=turn.message_ids.get("b"),
             model=model_name,
-            model_id=turn.model_a_id if turn.mode != "battle" else None,
+            model_id=model_id,
             identity=identity,
-            mode=turn.mode,
-            modality=turn.modality,
-            position=position,
+            mode=mode,
+            modality=modality,
             user_message_id=turn.user_message_id,
             host=arena_host(flow) or "",
             prefix=call.prefix,
@@ -193,6 +201,6 @@ class Capture:
         stored = self.pool.upsert(conv)
         log.info(
             "captured conversation %s model=%s message=%s mode=%s (%s, from the %s)",
-            stored.session_id, stored.model or "(hidden)", stored.message_id, stored.mode,
+            stored.session_id, stored.model, stored.retry_message_id(), stored.mode,
             "new" if known is None else "new turn", origin,
         )

@@ -39,7 +39,9 @@ class Rewriter:
                 409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
             )
             return
-        if call.kind != job.kind or (job.kind == "retry" and call.session_id != _session(job)):
+        if call.kind != job.kind or (job.kind == "retry" and call.session_id != _session(job)) or (
+            job.conversation is not None and call.message_id != job.conversation.retry_message_id()
+        ):
             job.fail("the page sent a different request than the one asked for", kind="page_error", source="proxy")
             flow.response = http.Response.make(
                 409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}

@@ -19,6 +19,15 @@ class ModelInfo:
     modality: str
     raw: dict[str, Any]
     from_page: bool = False
+    virtual: bool = False  # a name for conversations whose model the site hides (battle mode)
+
+
+# Battle conversations hide their models: they join the pool under these names, by modality.
+BATTLE_MODELS = {"chat": "battle", "image": "battle-image"}
+
+
+def battle_model_name(modality: str) -> str:
+    return BATTLE_MODELS.get(modality, "battle")
 
 
 _DATE_SUFFIX = re.compile(r"^(.+?)-(\d{8}|\d{4}-\d{2}-\d{2})$")
@@ -35,8 +44,13 @@ class ModelRegistry:
         self._aliases: dict[str, str] | None = None
         for model in builtin if builtin is not None else site.builtin_models():
             self._add(model, from_page=False)
+        for modality, name in BATTLE_MODELS.items():
+            output: dict[str, Any] = {"image": {"aspectRatios": ["1:1"]}} if modality == "image" else {"text": True}
+            caps = {"inputCapabilities": {"text": True, "image": True}, "outputCapabilities": output}
+            self._add({"id": f"battle:{modality}", "publicName": name, "organization": "lmarena-battle",
+                       "capabilities": caps}, from_page=False, virtual=True)
 
-    def _add(self, model: dict[str, Any], from_page: bool) -> bool:
+    def _add(self, model: dict[str, Any], from_page: bool, virtual: bool = False) -> bool:
         info = ModelInfo(
             id=str(model["id"]),
             name=str(model["publicName"]),
@@ -45,6 +59,7 @@ class ModelRegistry:
             modality=site.modality_of(model),
             raw=model,
             from_page=from_page,
+            virtual=virtual,
         )
         known = self._by_name.get(info.name.lower())
         changed = known is None or known.id != info.id or known.raw != model

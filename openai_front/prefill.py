@@ -75,11 +75,13 @@ def select_models(services: Services, spec: str) -> list[ModelInfo]:
         group = part.lower()
         if group in MODEL_GROUPS:
             for model in services.models.all():
+                if model.virtual:
+                    continue  # battle conversations come from a person's battles only
                 if group == "all" or (group == "text" and model.modality == "chat") or model.modality == group:
                     chosen[model.name] = model
             continue
         found = services.models.resolve(part)
-        if found is None:
+        if found is None or found.virtual:
             unknown.append(part)
         else:
             chosen[found.name] = found

@@ -143,6 +143,7 @@ class ChatService:
         settings = self.s.settings
         return (
             settings.fresh_when_empty
+            and not model.virtual  # a battle conversation is one a person starts in battle mode
             and self.s.pool.usable_count(model.name) == 0
             and self.s.jobs.creating(model.name) < max(1, settings.sessions_per_model)
         )
@@ -155,9 +156,10 @@ class ChatService:
                 raise PoolTimeout(model.name)
             return await self.s.pool.lease(model.name, timeout=remaining)
         except NoConversation:
+            how = "chat once in battle mode in the browser" if model.virtual else (
+                "chat with it once in the browser, or run a prefill")
             raise Unavailable(
-                f"No usable conversation of {model.name!r}: chat with it once in the browser, or run a prefill",
-                retry_after=retry_after,
+                f"No usable conversation of {model.name!r}: {how}", retry_after=retry_after
             ) from None
         except PoolTimeout:
             raise RateLimited(
@@ -223,7 +225,7 @@ class ChatService:
             assert conv is not None
             message = {
                 "method": "PUT",
-                "url": site.retry_path(prefix, conv.session_id, conv.message_id),
+                "url": site.retry_path(prefix, conv.session_id, conv.retry_message_id()),
                 "action": site.ACTION_RETRY,
             }
         await page.send({"type": "job", "job": job.id, "sitekey": site.RECAPTCHA_SITE_KEY, "body": {}, **message})

@@ -33,7 +33,8 @@ class Conversation:
     identity: str | None = None  # browser identity that owns it (user id from the session cookie)
     mode: str = "direct"
     modality: str = "chat"
-    position: str = "a"
+    position: str = "a"  # the side replayed (battle: the side the person last retried)
+    message_id_b: str | None = None  # battle and side-by-side: side b's assistant message
     user_message_id: str | None = None
     host: str = ""
     prefix: str = "/nextjs-api/stream/"
@@ -45,6 +46,10 @@ class Conversation:
     state: State = "ready"
     cooling_until: float = 0.0
     retired_reason: str = ""
+
+    def retry_message_id(self) -> str:
+        """The assistant message a retry regenerates: the replayed side's."""
+        return self.message_id_b if self.position == "b" and self.message_id_b else self.message_id
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,11 +146,11 @@ class SessionPool:
             known = conv
         else:
             known.message_id = conv.message_id
+            known.message_id_b = conv.message_id_b or known.message_id_b
             known.user_message_id = conv.user_message_id or known.user_message_id
             known.model = conv.model or known.model
             known.model_id = conv.model_id or known.model_id
             known.identity = conv.identity or known.identity
-            known.position = conv.position
         self._persist(known)
         self.wake(known.model)
         return known
@@ -200,6 +205,12 @@ class SessionPool:
         conv.cooling_until = self._clock() + seconds
         self._persist(conv)
         self._schedule_wake(conv.model, seconds)
+
+    def choose_side(self, session_id: str, position: str) -> None:
+        conv = self._convs.get(session_id)
+        if conv is not None and conv.position != position:
+            conv.position = position
+            self._persist(conv)
 
     def mark_used(self, session_id: str, ok: bool) -> None:
         conv = self._convs.get(session_id)

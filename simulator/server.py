@@ -264,9 +264,20 @@ class Simulator:
         fault = self._take_fault(sid)
         if fault and "status" in fault:
             return fault_response(fault)
-        session = SimSession(sid, user or "", mode, data.get("modality", "chat"), model_a, data.get("modelBId"))
+        modality = data.get("modality", "chat")
+        model_b = data.get("modelBId")
+        if mode == "battle":  # the site picks two models and hides them until the vote
+            model_a, model_b = self._battle_pair(sid, modality)
+        session = SimSession(sid, user or "", mode, modality, model_a, model_b)
         self.sessions[sid] = session
         return self._new_turn(session, data, request, fault)
+
+    def _battle_pair(self, sid: str, modality: str) -> tuple[str, str]:
+        candidates = sorted(m["id"] for m in self.config.models if site.modality_of(m) == modality)
+        seed = int(hashlib.sha256(sid.encode()).hexdigest(), 16)
+        first = candidates[seed % len(candidates)]
+        second = candidates[(seed // len(candidates) + 1 + candidates.index(first)) % len(candidates)]
+        return first, second
 
     async def _existing(
         self, request: Request, action: str
@@ -541,6 +552,7 @@ body {{ font-family: sans-serif; max-width: 760px; margin: 1em auto; }}
 <body>
 <h1>LMArena <small>(simulator)</small></h1>
 <div id="chat" data-era="{era}" data-sitekey="{sitekey}">
+  <select id="mode"><option value="direct">Direct</option><option value="battle">Battle</option></select>
   <select id="model">{options}</select>
   <div id="messages"></div>
   <textarea id="input" rows="3" cols="60" placeholder="Ask anything"></textarea>

@@ -173,7 +173,7 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
         turn.message_ids["b"] = str(data["modelBMessageId"]).lower()
     if turn.mode == "direct" and call.kind == "post" and "mode" not in data and turn.model_b_id:
         turn.mode = "side-by-side"
-    if turn.mode == "direct":
+    if data.get("mode") == "direct":
         turn.message_ids.pop("b", None)  # tolerated in direct mode, never answered
     return turn
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from simulator.server import SEARCH_SOURCES, answer_for
-from simulator.stack import Stack
+from simulator.stack import Stack, chat_in_page, wait_js
 from sites import lmarena as site
 from tests.conftest import keep_logs, make_stack, open_arena_page
 
@@ -23,16 +23,25 @@ IMAGE_MODEL = "dall-e-3"
 
 
 @pytest.fixture(scope="module")
-def stack(playwright_instance: Any) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
     st = make_stack("features", cadence_ms=5)
     st.start_simulator()
-    st.start_tool(arena_prefill="off", arena_keepalive=30)
-    browser = playwright_instance.chromium.launch(**st.launch_args())
-    open_arena_page(st, browser)
+    st.start_tool(arena_prefill="off", arena_keepalive=30, arena_model_aliases="secret-image=battle-image")
     yield st
-    browser.close()
     keep_logs(st, "e2e-features")
     st.stop()
+
+
+@pytest.fixture(scope="module")
+def page(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
+    browser = playwright_instance.chromium.launch(**stack.launch_args())
+    yield open_arena_page(stack, browser)
+    browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _connected(page: Any) -> None:
+    """Every test here needs the page connected."""
 
 
 def sdk(stack: Stack) -> openai.OpenAI:
@@ -148,3 +157,49 @@ def test_a_name_without_its_date_suffix_reaches_the_dated_model(stack):
     create = [e for e in sim_log(stack) if e["path"].endswith("create-evaluation")][-1]["body"]
     builtin = {m["publicName"]: m["id"] for m in site.builtin_models()}
     assert create["modelAId"] == builtin["claude-opus-4-20250514"]
+
+
+def battle_in_page(page: Any, model: str, text: str) -> list[dict[str, Any]]:
+    """A person's battle on a fresh conversation: returns the answers of sides a and b."""
+    page.goto("https://lmarena.ai/?mode=battle")
+    wait_js(page, "window.__lmarenaBridge && window.__lmarenaBridge.connected")
+    page.select_option("#mode", "battle")
+    chat_in_page(page, model, text)
+    wait_js(page, "window.__simAnswers.length >= 2")
+    return page.evaluate("window.__simAnswers.slice(-2)")
+
+
+def hidden_model(answer_text: str) -> str:
+    return answer_text.split("]", 1)[0].lstrip("[")
+
+
+def test_a_battle_is_pooled_and_replayed_on_the_side_the_person_chose(stack, page):
+    side_a, side_b = battle_in_page(page, "gemini-2.5-pro", "which of you is better?")
+    assert (side_a["position"], side_b["position"]) == ("a", "b")
+    conv = next(c for c in httpx.get(stack.api_base + "/api/pool", timeout=10).json()["conversations"]
+                if c["session_id"] == side_a["sessionId"])
+    assert (conv["model"], conv["mode"], conv["model_id"], conv["position"]) == ("battle", "battle", None, "a")
+    assert conv["message_id_b"] == side_b["messageId"]
+    before = page.evaluate("window.__simAnswers.length")
+    page.click(".retry-b")  # the person prefers side b and retries it
+    wait_js(page, f"window.__simAnswers.length > {before}")
+    chosen = [c for c in httpx.get(stack.api_base + "/api/pool", timeout=10).json()["conversations"]
+                     if c["session_id"] == side_a["sessionId"]]
+    assert chosen[0]["position"] == "b"
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a battle question"}]
+    result = sdk(stack).chat.completions.create(model="battle", messages=messages)
+    expected = answer_for(hidden_model(side_b["text"]), "chat", [(m["role"], m["content"]) for m in messages])[1]
+    assert result.choices[0].message.content == expected
+    retry = [e for e in sim_log(stack) if e["method"] == "PUT"][-1]
+    assert retry["path"].endswith(side_b["messageId"]) and retry["body"]["modelId"] is None
+    assert {m["participantPosition"] for m in retry["body"]["messages"]} == {"b"}
+
+
+def test_an_image_battle_serves_an_aliased_name(stack, page):
+    side_a, _ = battle_in_page(page, IMAGE_MODEL, "a battle of foxes")
+    assert side_a["text"].startswith("![image](")
+    result = sdk(stack).chat.completions.create(model="secret-image", messages=[{"role": "user", "content": "owl"}])
+    assert (result.choices[0].message.content or "").startswith("![image](")
+    retry = [e for e in sim_log(stack) if e["method"] == "PUT"][-1]
+    assert retry["path"].endswith(side_a["messageId"]) and retry["body"]["modelId"] is None
+    assert all(m["status"] == "success" for m in retry["body"]["messages"]), "image replays mark all as success"

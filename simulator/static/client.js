@@ -39,11 +39,13 @@
       participantPosition: 'a', modelId: model, evaluationSessionId: sessionId, status: status, failureReason: null };
   }
 
-  async function stream(url, method, body, div, onDone) {
+  // divs: participant position -> bubble; onDone gets the text of each position
+  async function stream(url, method, body, divs, onDone) {
     var res = await fetch(url, { method: method, body: JSON.stringify(body), credentials: 'include',
       headers: { 'Content-Type': 'text/plain;charset=UTF-8' } });
-    if (!res.ok) { div.textContent = 'Error ' + res.status + ': ' + (await res.text()); div.dataset.status = 'failed'; return; }
-    var reader = res.body.getReader(), decoder = new TextDecoder(), buf = '', text = '';
+    var first = divs.a || divs.b;
+    if (!res.ok) { first.textContent = 'Error ' + res.status + ': ' + (await res.text()); first.dataset.status = 'failed'; return; }
+    var reader = res.body.getReader(), decoder = new TextDecoder(), buf = '', texts = { a: '', b: '' };
     for (;;) {
       var part = await reader.read();
       if (part.done) break;
@@ -51,54 +53,70 @@
       buf += decoder.decode(part.value, { stream: true });
       var lines = buf.split('\n'); buf = lines.pop();
       lines.forEach(function (line) {
-        if (line.slice(0, 3) === 'a0:') { text += JSON.parse(line.slice(3)); div.textContent = text; }
-        if (line.slice(0, 3) === 'a2:') { var img = JSON.parse(line.slice(3))[0]; text = '![image](' + img.image + ')'; div.textContent = text; }
+        var pos = line.charAt(0), code = line.slice(1, 3);
+        if (!divs[pos]) return;
+        if (code === '0:') { texts[pos] += JSON.parse(line.slice(3)); divs[pos].textContent = texts[pos]; }
+        if (code === '2:') { var img = JSON.parse(line.slice(3))[0]; texts[pos] = '![image](' + img.image + ')'; divs[pos].textContent = texts[pos]; }
       });
     }
-    div.dataset.status = 'success';
-    onDone(text);
+    Object.keys(divs).forEach(function (pos) { divs[pos].dataset.status = 'success'; });
+    onDone(texts);
   }
 
   async function send() {
     var input = document.getElementById('input');
     var content = input.value; input.value = '';
-    var userId = uuid7(), asstId = uuid7();
+    var battle = document.getElementById('mode').value === 'battle';
+    var userId = uuid7(), asstId = uuid7(), asstBId = uuid7();
     var first = sessionId === null;
     if (first) { sessionId = uuid7(); window.history.replaceState(null, '', '/c/' + sessionId); }
-    var userMsg = msg(userId, 'user', content, lastAssistantId ? [lastAssistantId] : [], null, 'pending');
-    var asstMsg = msg(asstId, 'assistant', '', [userId], modelId(), 'pending');
-    var body = { id: sessionId, modelAId: modelId(), userMessageId: userId, modelAMessageId: asstId,
-      modality: modality(), recaptchaV3Token: await token('chat_submit') };
-    if (first) body.mode = 'direct';
-    if (era === 'a') { body.mode = 'direct'; body.messages = history.concat([userMsg, asstMsg]); }
-    else { body.userMessage = { content: content, experimental_attachments: [] }; }
+    var userMsg = msg(userId, 'user', content, lastAssistantId ? [].concat(lastAssistantId) : [], null, 'pending');
+    var asstMsg = msg(asstId, 'assistant', '', [userId], battle ? null : modelId(), 'pending');
+    var asstB = msg(asstBId, 'assistant', '', [userId], null, 'pending');
+    asstB.participantPosition = 'b';
+    var body = { id: sessionId, userMessageId: userId, modelAMessageId: asstId, modality: modality(),
+      recaptchaV3Token: await token('chat_submit') };
+    if (battle) { body.modelBMessageId = asstBId; } else { body.modelAId = modelId(); }
+    if (first) body.mode = battle ? 'battle' : 'direct';
+    if (era === 'a') {
+      body.mode = battle ? 'battle' : 'direct';
+      body.messages = history.concat(battle ? [userMsg, asstMsg, asstB] : [userMsg, asstMsg]);
+    } else { body.userMessage = { content: content, experimental_attachments: [] }; }
     if (modality() === 'image') body.featureFlags = { editImageButtonEnabled: 'treatment-1' };
     bubble('user', content);
-    var div = bubble('assistant', '');
-    div.dataset.messageId = asstId;
+    var divs = { a: bubble('assistant', '') };
+    divs.a.dataset.messageId = asstId;
+    if (battle) { divs.b = bubble('assistant', ''); divs.b.dataset.messageId = asstBId; divs.b.dataset.position = 'b'; }
     var url = first ? '/nextjs-api/stream/create-evaluation' : '/nextjs-api/stream/post-to-evaluation/' + sessionId;
-    await stream(url, 'POST', body, div, function (text) {
-      userMsg.status = 'success'; asstMsg.status = 'success'; asstMsg.content = text;
-      history.push(userMsg, asstMsg); lastAssistantId = asstId;
-      window.__simAnswers.push({ sessionId: sessionId, messageId: asstId, text: text });
-      addRetry(div, asstMsg);
+    await stream(url, 'POST', body, divs, function (texts) {
+      userMsg.status = 'success'; asstMsg.status = 'success'; asstMsg.content = texts.a;
+      history.push(userMsg, asstMsg);
+      lastAssistantId = battle ? [asstId, asstBId] : asstId;
+      window.__simAnswers.push({ sessionId: sessionId, messageId: asstId, text: texts.a, position: 'a' });
+      addRetry(divs.a, asstMsg, 'a');
+      if (battle) {
+        asstB.status = 'success'; asstB.content = texts.b; history.push(asstB);
+        window.__simAnswers.push({ sessionId: sessionId, messageId: asstBId, text: texts.b, position: 'b' });
+        addRetry(divs.b, asstB, 'b');
+      }
     });
   }
 
-  function addRetry(div, asstMsg) {
+  function addRetry(div, asstMsg, pos) {
     var btn = document.createElement('button');
-    btn.textContent = 'Retry'; btn.className = 'retry';
+    btn.textContent = 'Retry'; btn.className = 'retry retry-' + pos;
     btn.onclick = async function () {
       var body = { recaptchaV3Token: await token('chat_retry') };
       if (era === 'a') {
-        var upto = history.slice(0, history.indexOf(asstMsg));
+        var upto = history.slice(0, history.indexOf(asstMsg)).filter(function (m) { return m.role === 'user' || m.participantPosition === pos; });
         body.messages = upto; body.modelId = asstMsg.modelId;
       }
       div.textContent = '';
+      var divs = {}; divs[pos] = div;
       await stream('/nextjs-api/stream/retry-evaluation-session-message/' + sessionId + '/messages/' + asstMsg.id,
-        'PUT', body, div, function (text) {
-          asstMsg.content = text;
-          window.__simAnswers.push({ sessionId: sessionId, messageId: asstMsg.id, text: text });
+        'PUT', body, divs, function (texts) {
+          asstMsg.content = texts[pos];
+          window.__simAnswers.push({ sessionId: sessionId, messageId: asstMsg.id, text: texts[pos], position: pos });
         });
     };
     div.after(btn);
