@@ -46,6 +46,11 @@ class ApiOptions:
                           "Extra model names: alias=model, comma-separated.")
         loader.add_option("arena_auto_aliases", bool, True,
                           "Accept model names without their date suffix (claude-opus-4 for claude-opus-4-20250514).")
+        loader.add_option("arena_upload_files", bool, False,
+                          "Send files through the site's own upload flow (server actions) instead of inline "
+                          "data: URLs; allows files up to 20 MB.")
+        loader.add_option("arena_upload_actions", str, "",
+                          "Server action ids 'generateUploadUrl,getSignedUrl'; empty: found in the page's scripts.")
         loader.add_option("arena_route_prefix", str, "",
                           "Serve the OpenAI and pool routes under this path, e.g. /arena (read at start).")
         loader.add_option("arena_rate_limit", int, 0,
@@ -78,6 +83,13 @@ class ApiOptions:
                 log.warning("arena_route_prefix changes only after a restart")
             else:
                 settings.route_prefix = prefix
+        if "arena_upload_files" in updated:
+            settings.upload_files = ctx.options.arena_upload_files
+        if "arena_upload_actions" in updated:
+            ids = [i.strip() for i in ctx.options.arena_upload_actions.split(",") if i.strip()]
+            if ids and (len(ids) != 2 or not all(re.fullmatch(r"[0-9a-f]{40,44}", i) for i in ids)):
+                raise exceptions.OptionsError("arena_upload_actions: two hex action ids, comma-separated")
+            settings.upload_actions = ",".join(ids)
         if "arena_rate_limit" in updated:
             if ctx.options.arena_rate_limit < 0:
                 raise exceptions.OptionsError("arena_rate_limit must not be negative")

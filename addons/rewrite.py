@@ -47,15 +47,16 @@ class Rewriter:
                 409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}
             )
             return
+        original, turns = _take_uploads(flow.request.content or b"", job)
         if job.kind == "create":
-            flow.request.content = self._create_body(flow.request.content or b"", job)
+            flow.request.content = self._create_body(original, job, turns)
             target = job.session_id
         else:
             conv = job.conversation
             assert conv is not None
             flow.request.content = site.rewrite_retry_body(
-                flow.request.content or b"",
-                job.turns,
+                original,
+                turns,
                 conv.session_id,
                 job.model_id,
                 mode=conv.mode,
@@ -71,17 +72,31 @@ class Rewriter:
         )
 
     @staticmethod
-    def _create_body(original: bytes, job: Job) -> bytes:
+    def _create_body(original: bytes, job: Job, turns: list[site.ChatTurn]) -> bytes:
         try:
             sent = json.loads(original) if original.strip() else {}
         except ValueError:
             sent = {}
         job.session_id = site.uuid7()
-        body, _, _ = site.build_create_body(job.era, job.session_id, job.model_id or "", job.modality, job.turns)
+        body, _, _ = site.build_create_body(job.era, job.session_id, job.model_id or "", job.modality, turns)
         for key in site.SECRET_FIELDS:
             if isinstance(sent, dict) and key in sent:
                 body[key] = sent[key]
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _take_uploads(original: bytes, job: Job) -> tuple[bytes, list[site.ChatTurn]]:
+    """Files the page uploaded through the site's own flow replace the inline ones; the page's
+    note of them never leaves the proxy."""
+    try:
+        data = json.loads(original) if original.strip() else {}
+    except ValueError:
+        return original, job.turns
+    if not isinstance(data, dict) or site.UPLOAD_FIELD not in data:
+        return original, job.turns
+    uploaded = data.pop(site.UPLOAD_FIELD)
+    turns = site.with_uploaded(job.turns, uploaded if isinstance(uploaded, dict) else {})
+    return json.dumps(data).encode("utf-8"), turns
 
 
 def _session(job: Job) -> str | None:

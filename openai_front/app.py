@@ -93,6 +93,7 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
                     "capabilities": model.capabilities,
                     "modality": model.modality,
                     "pooled_conversations": row.get("idle", 0) + row.get("busy", 0),
+                    "available": row.get("idle", 0) + row.get("busy", 0) > 0,
                     "aliases": aliases.get(model.name, []),
                 }
             )

@@ -58,6 +58,8 @@ class RetireRequest(BaseModel):
 
 # The site takes files inline as data: URLs up to about this size (larger ones are refused with 413).
 MAX_INLINE_BYTES = 5 * 1024 * 1024
+# Through the site's upload flow (arena_upload_files) the tool lets files up to this size through.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
 class TooLarge(InvalidRequest):
@@ -65,7 +67,7 @@ class TooLarge(InvalidRequest):
     code = "file_too_large"
 
 
-def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
+def to_turns(messages: list[ChatMessage], max_bytes: int = MAX_INLINE_BYTES) -> list[ChatTurn]:
     """OpenAI messages → the site's turns: `developer` becomes `system`, tool results become user
     text, text parts join with blank lines, `image_url` and `file` parts become attachments."""
     turns: list[ChatTurn] = []
@@ -88,7 +90,7 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
                     url = image.get("url") if isinstance(image, dict) else image
                     if not isinstance(url, str) or not url:
                         raise InvalidRequest("image_url part without a url", param=where)
-                    attachments.append(_attachment(url, None, len(attachments), where))
+                    attachments.append(_attachment(url, None, len(attachments), where, max_bytes))
                 elif kind == "file":
                     raw_file = part.get("file")
                     file: dict[str, Any] = raw_file if isinstance(raw_file, dict) else {}
@@ -97,7 +99,7 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
                         raise InvalidRequest(
                             "file parts need file.file_data as a data: URL (file ids are not supported)", param=where
                         )
-                    attachments.append(_attachment(data, file.get("filename"), len(attachments), where))
+                    attachments.append(_attachment(data, file.get("filename"), len(attachments), where, max_bytes))
                 else:
                     raise InvalidRequest(f"content part type {kind!r} is not supported", param=f"{where}.type")
             text = "\n\n".join(texts)
@@ -107,17 +109,18 @@ def to_turns(messages: list[ChatMessage]) -> list[ChatTurn]:
     return turns
 
 
-def _attachment(url: str, filename: str | None, index: int, where: str) -> dict[str, str]:
+def _attachment(url: str, filename: str | None, index: int, where: str, max_bytes: int) -> dict[str, str]:
     """The site's attachment shape: {name, contentType, url}; data: URLs are checked for size."""
     content_type = "image/png"
     if url.startswith("data:"):
         header, _, payload = url[5:].partition(",")
         content_type = header.split(";", 1)[0] or "application/octet-stream"
         size = len(payload) * 3 // 4 if ";base64" in header else len(payload)
-        if size > MAX_INLINE_BYTES:
+        if size > max_bytes:
+            how = "inline" if max_bytes == MAX_INLINE_BYTES else "through its upload flow here"
             raise TooLarge(
                 f"{filename or 'an attachment'} is {size / 1048576:.1f} MB; the site takes at most "
-                f"{MAX_INLINE_BYTES // 1048576} MB inline",
+                f"{max_bytes // 1048576} MB {how}",
                 param=where,
             )
     elif not url.startswith(("http://", "https://")):

@@ -45,6 +45,8 @@ class Settings:
     reasoning_as_think: bool = False  # reasoning inline as <think>...</think> instead of reasoning_content
     citations: bool = True  # a search answer's sources appended as a Markdown list
     image_fetch_timeout: float = 30.0  # fetching a generated image for b64_json
+    upload_files: bool = False  # inline files go through the site's upload flow instead
+    upload_actions: str = ""  # "generateUploadUrl id,getSignedUrl id"; empty: the page finds them
     route_prefix: str = ""  # the OpenAI and pool routes under this path, e.g. "/arena"
     rate_limit: int = 0  # requests a minute per client (API key or address); 0: no limit
 

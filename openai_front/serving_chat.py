@@ -26,7 +26,7 @@ from openai_front.errors import (
 from openai_front.jobs import Job, JobDone, JobFailed, JobItem
 from openai_front.models import ModelInfo
 from openai_front.pages import Page
-from openai_front.protocol import ChatCompletionRequest, to_turns
+from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, to_turns
 from openai_front.requestlog import RequestRecord
 from openai_front.services import Services, Settings
 from openai_front.shaping import shape
@@ -96,7 +96,7 @@ class ChatService:
             raise InvalidRequest("n > 1 is not supported for chat completions; send n requests", param="n")
         if request.stream_options is not None and not request.stream:
             raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
-        turns = to_turns(request.messages)
+        turns = to_turns(request.messages, MAX_UPLOAD_BYTES if self.s.settings.upload_files else MAX_INLINE_BYTES)
         if any(t.attachments for t in turns) and not model.capabilities["image_input"]:
             raise InvalidRequest(f"The model {model.name!r} does not accept images or files", param="messages")
         settings = self.s.settings
@@ -218,6 +218,7 @@ class ChatService:
         job.page_id = page.id
         page.jobs += 1
         prefix = job.conversation.prefix if job.conversation else self.s.site.prefix
+        message: dict[str, Any]
         if job.kind == "create":
             message = {"method": "POST", "url": site.create_path(prefix), "action": site.ACTION_SUBMIT}
         else:
@@ -228,6 +229,15 @@ class ChatService:
                 "url": site.retry_path(prefix, conv.session_id, conv.retry_message_id()),
                 "action": site.ACTION_RETRY,
             }
+        if self.s.settings.upload_files:
+            files = site.inline_files(job.turns)
+            if files:
+                message["uploads"] = [
+                    {"ref": str(i), "name": f["name"], "contentType": f["contentType"],
+                     "data": f["url"].split(",", 1)[1] if ";base64," in f["url"] else ""}
+                    for i, f in enumerate(files)
+                ]
+                message["uploadActions"] = self.s.settings.upload_actions
         await page.send({"type": "job", "job": job.id, "sitekey": site.RECAPTCHA_SITE_KEY, "body": {}, **message})
         return await self._next(job)
 

@@ -30,12 +30,17 @@ from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sites import lmarena as site
 
 RECAPTCHA_TTL = 120.0
+# Server action ids change with every deployment of the site; these are the simulator's.
+UPLOAD_ACTIONS = {
+    "generateUploadUrl": "7f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c42",
+    "getSignedUrl": "60b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d07",
+}
 # A model only the (simulated) page lists, not the built-in table: shows that page models are merged.
 PAGE_ONLY_MODEL = {
     "id": "019b5e00-0000-7000-8000-00000000beef",
@@ -82,18 +87,22 @@ class Simulator:
         self.max_by_session: dict[str, int] = {}
         self.models_by_id = {m["id"]: m for m in self.config.models}
         self.faults: list[dict[str, Any]] = []  # one-shot injected failures
+        self.uploads: dict[str, tuple[str, bytes] | None] = {}  # R2 stand-in: key -> (type, bytes)
 
     # ------------------------------------------------------------------ app
 
     def app(self) -> Starlette:
         routes = [
-            Route("/", self.page),
-            Route("/c/{sid}", self.page),
+            Route("/", self.page, methods=["GET", "POST"]),
+            Route("/c/{sid}", self.page, methods=["GET", "POST"]),
+            Route("/_next/static/chunks/7551-sim.js", self.actions_chunk),
+            Route("/__sim/r2/{key:path}", self.r2, methods=["GET", "PUT"]),
             Route("/recaptcha/enterprise.js", self.recaptcha_js),
             Route("/_next/static/chunks/sim-client.js", self.client_js),
             Route("/__sim/recaptcha", self.mint_token, methods=["POST"]),
             Route("/__sim/log", self.get_log),
             Route("/__sim/stats", self.get_stats),
+            Route("/__sim/uploads", self.get_uploads),
             Route("/__sim/reset", self.reset, methods=["POST"]),
             Route("/__sim/config", self.set_config, methods=["POST"]),
             Route("/__sim/fault", self.add_fault, methods=["POST"]),
@@ -114,6 +123,8 @@ class Simulator:
         return ident.split(":", 1)[1] if ident and ident.startswith("user:") else None
 
     async def page(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.server_action(request)
         user = self._identity(request)
         new_cookie = None
         if user is None:
@@ -156,6 +167,48 @@ class Simulator:
             response.set_cookie(site.AUTH_COOKIE, new_cookie, path="/", httponly=True, samesite="lax")
         return response
 
+    # ------------------------------------------------------------------ uploads (server actions, §7.2)
+
+    async def actions_chunk(self, request: Request) -> Response:
+        """A front-end chunk declaring the server actions the way the site's minified code does."""
+        text = "".join(
+            f'let {name}=(0,a.createServerReference)("{action}",a.callServer,void 0,a.findSourceMapURL,"{name}");'
+            for name, action in UPLOAD_ACTIONS.items()
+        )
+        return Response(text, media_type="application/javascript")
+
+    async def server_action(self, request: Request) -> Response:
+        user = self._identity(request)
+        action = request.headers.get("next-action", "")
+        try:
+            args = json.loads(await request.body())
+        except ValueError:
+            args = None
+        if user is None or not isinstance(args, list):
+            return PlainTextResponse("Bad request", status_code=400)
+        if action == UPLOAD_ACTIONS["generateUploadUrl"] and len(args) == 2:
+            key = f"{user}/{int(time.time() * 1000)}-{args[0]}"
+            self.uploads[key] = None
+            data = {"uploadUrl": f"/__sim/r2/{key}?x-id=PutObject&X-Amz-Signature=sim", "key": key}
+        elif action == UPLOAD_ACTIONS["getSignedUrl"] and len(args) == 1 and args[0] in self.uploads:
+            data = {"url": f"{request.base_url}__sim/r2/{args[0]}?X-Amz-Expires=3600&X-Amz-Signature=sim"}
+        else:
+            return PlainTextResponse("Server action not found.", status_code=404)
+        lines = '0:{"a":"$@1","f":"","b":"sim"}\n1:' + json.dumps({"success": True, "data": data}) + "\n"
+        return Response(lines, media_type="text/x-component")
+
+    async def r2(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        if key not in self.uploads:
+            return PlainTextResponse("NoSuchKey", status_code=404)
+        if request.method == "PUT":
+            self.uploads[key] = (request.headers.get("content-type", ""), await request.body())
+            return Response(status_code=200)
+        stored = self.uploads[key]
+        if stored is None:
+            return PlainTextResponse("NoSuchKey", status_code=404)
+        return Response(stored[1], media_type=stored[0])
+
     async def recaptcha_js(self, request: Request) -> Response:
         return Response(RECAPTCHA_JS, media_type="application/javascript")
 
@@ -183,6 +236,9 @@ class Simulator:
 
     async def get_log(self, request: Request) -> Response:
         return JSONResponse(self.log)
+
+    async def get_uploads(self, request: Request) -> Response:
+        return JSONResponse({k: (v[0], len(v[1])) if v else None for k, v in self.uploads.items()})
 
     async def get_stats(self, request: Request) -> Response:
         return JSONResponse(
@@ -561,5 +617,6 @@ body {{ font-family: sans-serif; max-width: 760px; margin: 1em auto; }}
 <script nonce="{nonce}">(self.__next_f = self.__next_f || []).push([0]);</script>
 <script nonce="{nonce}">self.__next_f.push([1,{flight}])</script>
 <script nonce="{nonce}" src="/_next/static/chunks/sim-client.js"></script>
+<script nonce="{nonce}" src="/_next/static/chunks/7551-sim.js" async></script>
 </body></html>
 """

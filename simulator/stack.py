@@ -171,12 +171,13 @@ class Stack:
         if self.tool is not None:
             self.tool.stop()
 
-    def restart_tool(self) -> None:
-        """Stop the tool and start it again on the same proxy port (the browser keeps its setting)."""
+    def restart_tool(self, **options: Any) -> None:
+        """Stop the tool and start it again on the same proxy port (the browser keeps its setting),
+        with the same options, changed by `options`."""
         self.stop_tool()
         if self.tool is not None:
             self.earlier_tools.append(self.tool)
-        self.start_tool(proxy_port=self.proxy_port, **getattr(self, "_options", {}))
+        self.start_tool(proxy_port=self.proxy_port, **{**getattr(self, "_options", {}), **options})
 
     def tool_output(self) -> str:
         """Everything every tool process of this stack printed."""

@@ -507,6 +507,26 @@ def build_message_chain(
     return chain
 
 
+UPLOAD_FIELD = "__bridgeUploads"  # where the page puts what it uploaded; removed before sending
+UPLOAD_ACTION_NAMES = ("generateUploadUrl", "getSignedUrl")
+
+
+def inline_files(turns: list[ChatTurn]) -> list[dict[str, str]]:
+    """The data: URL attachments, in a fixed order (their index is their upload reference)."""
+    return [a for t in turns for a in t.attachments if a.get("url", "").startswith("data:")]
+
+
+def with_uploaded(turns: list[ChatTurn], uploaded: dict[str, dict[str, str]]) -> list[ChatTurn]:
+    """The turns with each inline file replaced by what the site's upload flow returned for it
+    ({name: storage key, contentType, url: signed GET URL}, protocol §7.2)."""
+    refs = {id(a): str(i) for i, a in enumerate(inline_files(turns))}
+    out = []
+    for turn in turns:
+        attachments = [uploaded.get(refs.get(id(a), ""), a) for a in turn.attachments]
+        out.append(ChatTurn(turn.role, turn.content, attachments))
+    return out
+
+
 def flatten_turns(turns: list[ChatTurn]) -> str:
     """A whole conversation as one message, for a server that keeps history itself and takes
     a single new user message per turn."""

@@ -84,7 +84,7 @@ def test_the_image_rate_limit_is_a_429_with_retry_after(stack):
                    "ratelimit-modality": "image"})
     with pytest.raises(openai.RateLimitError) as caught:
         sdk(stack).images.generate(model=IMAGE_MODEL, prompt="a third owl")
-    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert caught.value.response.headers["retry-after"] == "86400", "from the site's rate-limit headers"
 
 
 def test_a_search_model_keeps_its_sources(stack):
@@ -203,3 +203,26 @@ def test_an_image_battle_serves_an_aliased_name(stack, page):
     retry = [e for e in sim_log(stack) if e["method"] == "PUT"][-1]
     assert retry["path"].endswith(side_a["messageId"]) and retry["body"]["modelId"] is None
     assert all(m["status"] == "success" for m in retry["body"]["messages"]), "image replays mark all as success"
+
+
+def test_files_go_through_the_site_s_upload_flow_when_asked(stack, page):
+    stack.restart_tool(arena_upload_files="true")
+    stack.wait_page_connected(timeout=30)
+    payload = bytes(range(256)) * 28_000  # 7 MB: over the 5 MB inline limit, so only an upload can carry it
+    pdf = "data:application/pdf;base64," + base64.b64encode(payload).decode()
+    messages = [{"role": "user", "content": [{"type": "text", "text": "summarise the paper"},
+                                             {"type": "file", "file": {"filename": "paper.pdf", "file_data": pdf}}]}]
+    before = len(sim_log(stack))
+    result = sdk(stack).chat.completions.create(model="gemini-2.0-flash-001", messages=messages)
+    assert result.choices[0].message.content
+    sent = sim_log(stack)[before:]
+    assert all("__bridgeUploads" not in e["body"] for e in sent), "the page's note never reaches the site"
+    body = sent[-1]["body"]
+    attachments = (body["messages"][-1] if "messages" in body else body["userMessage"])["experimental_attachments"]
+    [attachment] = attachments
+    assert attachment["contentType"] == "application/pdf" and attachment["name"].endswith("-paper.pdf")
+    assert "/__sim/r2/" in attachment["url"] and not attachment["url"].startswith("data:")
+    uploads = httpx.get(stack.sim_base + "/__sim/uploads", timeout=10).json()
+    assert uploads[attachment["name"]] == ["application/pdf", len(payload)], "the bytes arrived whole"
+    stack.restart_tool(arena_upload_files="false")
+    stack.wait_page_connected(timeout=30)

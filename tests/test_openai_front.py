@@ -107,6 +107,8 @@ async def test_models_list(client):
     assert MODEL in ids and len(ids) > 100
     first = models.data[0]
     assert first.object == "model" and first.owned_by and first.created
+    marked = {m.id: m.model_extra["available"] for m in models.data}
+    assert marked[MODEL] is False, "no page: nothing can serve"
 
 
 async def test_api_key(services, raw, page):
@@ -255,12 +257,15 @@ async def test_no_conversation_is_503_when_new_ones_are_off(raw, page, services)
     assert "retry-after" in response.headers
 
 
-async def test_busy_past_the_queue_limit_is_429(raw, page, services):
+async def test_busy_past_the_queue_limit_is_429(raw, client, page, services):
     lease = await services.pool.lease(MODEL, timeout=1)
     response = await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
     assert_error_shape(response, 429)
     assert "retry-after" in response.headers
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
     services.pool.release(lease)
+    assert services.pool.stats()[MODEL]["waiting"] == 0
 
 
 async def test_upstream_silence_is_504_and_frees_the_conversation(client, page, services):
