@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -32,6 +33,19 @@ def playwright_instance() -> Iterator[object]:
 
     with sync_playwright() as p:
         yield p
+
+
+@contextmanager
+def running_stack(name: str, cadence_ms: float = 15.0, **tool_options: object) -> Iterator[Stack]:
+    """Simulator and tool started; their logs kept as artifacts when done."""
+    stack = make_stack(name, cadence_ms=cadence_ms)
+    stack.start_simulator()
+    stack.start_tool(**tool_options)
+    try:
+        yield stack
+    finally:
+        keep_logs(stack, f"e2e-{name}")
+        stack.stop()
 
 
 def make_stack(name: str, **kw: object) -> Stack:

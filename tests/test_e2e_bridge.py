@@ -18,7 +18,7 @@ import pytest
 
 from simulator.server import PAGE_ONLY_MODEL, answer_for
 from simulator.stack import Stack, chat_in_page, wait_js
-from tests.conftest import keep_logs, make_stack, open_arena_page
+from tests.conftest import open_arena_page, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -34,11 +34,8 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    st = make_stack("bridge", cadence_ms=CADENCE_MS)
-    st.start()
-    yield st
-    keep_logs(st, "e2e-bridge")
-    st.stop()
+    with running_stack("bridge", cadence_ms=CADENCE_MS) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from simulator.server import SEARCH_SOURCES, answer_for
 from simulator.stack import Stack, chat_in_page, wait_js
 from sites import lmarena as site
-from tests.conftest import keep_logs, make_stack, open_arena_page
+from tests.conftest import open_arena_page, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -24,12 +24,9 @@ IMAGE_MODEL = "dall-e-3"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    st = make_stack("features", cadence_ms=5)
-    st.start_simulator()
-    st.start_tool(arena_prefill="off", arena_keepalive=30, arena_model_aliases="secret-image=battle-image")
-    yield st
-    keep_logs(st, "e2e-features")
-    st.stop()
+    with running_stack("features", cadence_ms=5, arena_prefill="off", arena_keepalive=30,
+                       arena_model_aliases="secret-image=battle-image") as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from simulator.server import answer_for
 from simulator.stack import ROOT, Stack
-from tests.conftest import keep_logs, make_stack, open_arena_page
+from tests.conftest import open_arena_page, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +33,9 @@ PER_MODEL = 4
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    st = make_stack("pool", cadence_ms=30)
-    st.start_simulator()
-    st.start_tool(
-        arena_prefill="off",
-        arena_prefill_interval=0.2,
-        arena_keepalive=1,
-        arena_queue_timeout=60,
-        arena_sessions_per_model=PER_MODEL,
-    )
-    yield st
-    keep_logs(st, "e2e-pool")
-    st.stop()
+    with running_stack("pool", cadence_ms=30, arena_prefill="off", arena_prefill_interval=0.2, arena_keepalive=1,
+                       arena_queue_timeout=60, arena_sessions_per_model=PER_MODEL) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")
