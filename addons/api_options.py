@@ -7,7 +7,9 @@ import re
 
 from mitmproxy import ctx, exceptions
 
-from openai_front.services import Services
+from addons.api_server import seconds
+from openai_front.canary import Canary
+from openai_front.services import STRATEGIES, Services
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,9 @@ def parse_aliases(value: str) -> dict[str, str]:
 
 
 class ApiOptions:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, canary: Canary) -> None:
         self.services = services
+        self.canary = canary
         self.started = False
 
     def load(self, loader) -> None:
@@ -51,6 +54,11 @@ class ApiOptions:
                           "data: URLs; allows files up to 20 MB.")
         loader.add_option("arena_upload_actions", str, "",
                           "Server action ids 'generateUploadUrl,getSignedUrl'; empty: found in the page's scripts.")
+        loader.add_option("arena_strategy", str, "auto",
+                          "How requests reach the site: auto (the canary chooses), retry, continue or fresh.",
+                          choices=["auto", *STRATEGIES])
+        loader.add_option("arena_canary_interval", str, "900",
+                          "Seconds between canary checks of the strategy (also run at start-up); 0: on demand only.")
         loader.add_option("arena_route_prefix", str, "",
                           "Serve the OpenAI and pool routes under this path, e.g. /arena (read at start).")
         loader.add_option("arena_rate_limit", int, 0,
@@ -90,6 +98,10 @@ class ApiOptions:
             if ids and (len(ids) != 2 or not all(re.fullmatch(r"[0-9a-f]{40,44}", i) for i in ids)):
                 raise exceptions.OptionsError("arena_upload_actions: two hex action ids, comma-separated")
             settings.upload_actions = ",".join(ids)
+        if "arena_strategy" in updated:
+            self.services.strategy.mode = ctx.options.arena_strategy
+        if "arena_canary_interval" in updated:
+            self.canary.interval = seconds("arena_canary_interval")
         if "arena_rate_limit" in updated:
             if ctx.options.arena_rate_limit < 0:
                 raise exceptions.OptionsError("arena_rate_limit must not be negative")
@@ -97,3 +109,8 @@ class ApiOptions:
 
     def running(self) -> None:
         self.started = True
+        if self.services.strategy.mode == "auto":
+            self.canary.start()
+
+    async def done(self) -> None:
+        await self.canary.stop()

@@ -17,6 +17,7 @@ from mitmproxy import ctx, exceptions
 
 from addons.channel import ApiAddress
 from openai_front.app import create_app
+from openai_front.canary import Canary
 from openai_front.pages import load_secret
 from openai_front.prefill import Prefiller
 from openai_front.services import Services
@@ -64,11 +65,14 @@ def read_keys(value: str) -> list[str]:
 
 
 class ApiServer:
-    def __init__(self, services: Services, address: ApiAddress, chat: ChatService, prefiller: Prefiller) -> None:
+    def __init__(
+        self, services: Services, address: ApiAddress, chat: ChatService, prefiller: Prefiller, canary: Canary
+    ) -> None:
         self.services = services
         self.address = address
         self.chat = chat
         self.prefiller = prefiller
+        self.canary = canary
         self.server: _EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.store: TinyPoolStore | None = None
@@ -164,7 +168,7 @@ class ApiServer:
         self.bound_port = sock.getsockname()[1]
         self.address.host, self.address.port = host, self.bound_port
         config = uvicorn.Config(
-            create_app(self.services, self.chat, self.prefiller),
+            create_app(self.services, self.chat, self.prefiller, self.canary),
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -27,6 +27,7 @@ from addons.classify import Classify  # noqa: E402
 from addons.inject import Injector  # noqa: E402
 from addons.prefill import PrefillAddon  # noqa: E402
 from addons.rewrite import Rewriter  # noqa: E402
+from openai_front.canary import Canary  # noqa: E402
 from openai_front.prefill import Prefiller  # noqa: E402
 from openai_front.services import Services  # noqa: E402
 from openai_front.serving_chat import ChatService  # noqa: E402
@@ -37,14 +38,15 @@ def build(services: Services | None = None) -> list[object]:
     address = ApiAddress()
     chat = ChatService(services)
     prefiller = Prefiller(services, chat)
+    canary = Canary(services, chat)
     return [
         Classify(),
         Channel(address),
         Injector(services.pages, services.models),
         Rewriter(services.jobs),
         Capture(services),
-        ApiOptions(services),
-        ApiServer(services, address, chat, prefiller),
+        ApiOptions(services, canary),
+        ApiServer(services, address, chat, prefiller, canary),
         PrefillAddon(services, prefiller),
     ]
 

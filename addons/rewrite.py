@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from mitmproxy import http
 
@@ -39,8 +40,9 @@ class Rewriter:
                 409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
             )
             return
-        if call.kind != job.kind or (job.kind == "retry" and call.session_id != _session(job)) or (
-            job.conversation is not None and call.message_id != job.conversation.retry_message_id()
+        if call.kind != job.kind or (job.kind != "create" and call.session_id != _session(job)) or (
+            job.kind == "retry" and job.conversation is not None
+            and call.message_id != job.conversation.retry_message_id()
         ):
             job.fail("the page sent a different request than the one asked for", kind="page_error", source="proxy")
             flow.response = http.Response.make(
@@ -51,6 +53,13 @@ class Rewriter:
         if job.kind == "create":
             flow.request.content = self._create_body(original, job, turns)
             target = job.session_id
+        elif job.kind == "post":
+            assert job.conversation is not None
+            target = job.conversation.session_id
+            body, _, _ = site.build_create_body(
+                job.era, target, job.model_id or "", job.modality, turns, kind="post"
+            )
+            flow.request.content = _with_token(original, body)
         else:
             conv = job.conversation
             assert conv is not None
@@ -68,21 +77,27 @@ class Rewriter:
         flow.metadata[META_JOB] = job.id
         log.info(
             "%s conversation %s (%s) for job %s with %d messages",
-            "creating" if job.kind == "create" else "replaying", target, job.model, job.id[:8], len(job.turns),
+            {"create": "creating", "post": "continuing"}.get(job.kind, "replaying"), target, job.model, job.id[:8],
+            len(job.turns),
         )
 
     @staticmethod
     def _create_body(original: bytes, job: Job, turns: list[site.ChatTurn]) -> bytes:
-        try:
-            sent = json.loads(original) if original.strip() else {}
-        except ValueError:
-            sent = {}
         job.session_id = site.uuid7()
         body, _, _ = site.build_create_body(job.era, job.session_id, job.model_id or "", job.modality, turns)
-        for key in site.SECRET_FIELDS:
-            if isinstance(sent, dict) and key in sent:
-                body[key] = sent[key]
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return _with_token(original, body)
+
+
+def _with_token(original: bytes, body: dict[str, Any]) -> bytes:
+    """The body the tool wrote, with the fresh token(s) the page put in its own."""
+    try:
+        sent = json.loads(original) if original.strip() else {}
+    except ValueError:
+        sent = {}
+    for key in site.SECRET_FIELDS:
+        if isinstance(sent, dict) and key in sent:
+            body[key] = sent[key]
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def _take_uploads(original: bytes, job: Job) -> tuple[bytes, list[site.ChatTurn]]:

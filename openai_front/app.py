@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openai_front.canary import Canary
 from openai_front.errors import (
     APIError,
     InvalidRequest,
@@ -35,13 +36,19 @@ from openai_front.serving_images import ImageService
 log = logging.getLogger(__name__)
 
 
-def create_app(services: Services, chat: ChatService | None = None, prefiller: Prefiller | None = None) -> FastAPI:
+def create_app(
+    services: Services,
+    chat: ChatService | None = None,
+    prefiller: Prefiller | None = None,
+    canary: Canary | None = None,
+) -> FastAPI:
     """The app. The OpenAI and pool routes sit under `settings.route_prefix` (read once, here);
     `/healthz` and the page channel stay at the root."""
     app = FastAPI(title="lmarena-enhanced-proxy", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     chat = chat or ChatService(services)
     prefiller = prefiller or Prefiller(services, chat)
+    canary = canary or Canary(services, chat)
     images = ImageService(services, chat)
     limiter = RateLimiter(services.settings.rate_limit)
     api = APIRouter()
@@ -193,6 +200,17 @@ def create_app(services: Services, chat: ChatService | None = None, prefiller: P
     @api.get("/api/prefill", dependencies=[Depends(require_key)])
     async def prefill_status() -> dict[str, Any]:
         return {"run": prefiller.run.to_dict() if prefiller.run else None}
+
+    @api.get("/api/strategy", dependencies=[Depends(require_key)])
+    async def strategy_state() -> dict[str, Any]:
+        state = services.strategy
+        return {"mode": state.mode, "current": state.current, "canary": state.canary}
+
+    @api.post("/api/canary", dependencies=[Depends(require_key)])
+    async def canary_run() -> dict[str, Any]:
+        result = await canary.run()
+        state = services.strategy
+        return {"mode": state.mode, "current": state.current, "canary": result}
 
     @api.get("/api/requests", dependencies=[Depends(require_key)])
     async def requests_recent(limit: int = 100, model: str | None = None) -> dict[str, Any]:

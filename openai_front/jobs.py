@@ -37,7 +37,9 @@ JobItem = Union[site.StreamEvent, JobDone, JobFailed]
 @dataclass
 class Job:
     id: str
-    kind: str  # "retry": replay a pooled conversation; "create": start a new one carrying the turns
+    # "retry": replay a pooled conversation's last answer with the turns written in; "post": the turns as a
+    # new turn of a pooled conversation; "create": a new conversation carrying the turns
+    kind: str
     turns: list[site.ChatTurn]
     model_id: str | None
     model: str
@@ -67,10 +69,13 @@ class JobTable:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
 
-    def new(self, conversation: Conversation, turns: list[site.ChatTurn], model_id: str | None) -> Job:
-        """A retry of a pooled conversation with the client's turns written in."""
-        job = Job(secrets.token_hex(16), "retry", turns, model_id, conversation.model, conversation,
-                  modality=conversation.modality)
+    def new(
+        self, conversation: Conversation, turns: list[site.ChatTurn], model_id: str | None, kind: str = "retry",
+        era: str = "b",
+    ) -> Job:
+        """A retry (or a new turn) of a pooled conversation with the client's turns written in."""
+        job = Job(secrets.token_hex(16), kind, turns, model_id, conversation.model, conversation,
+                  modality=conversation.modality, era=era)
         self._jobs[job.id] = job
         return job
 

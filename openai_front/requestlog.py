@@ -25,7 +25,8 @@ class RequestRecord:
     error_source: str | None = None
     conversation: str | None = None
     attempts: int = 0
-    strategy: str = "retry"  # retry (pooled conversation) | fresh (new conversation)
+    strategy: str = "retry"  # retry | continue (pooled conversation) | fresh (new conversation)
+    canary: bool = False  # the tool's own check, not a client's request
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

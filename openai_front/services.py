@@ -29,6 +29,27 @@ class SiteState:
     last_activity: float = 0.0  # last stream request of any kind (a person's or the tool's)
 
 
+STRATEGIES = ("retry", "continue", "fresh")
+
+
+@dataclass
+class StrategyState:
+    """How a request reaches the site (protocol §3.2: the site may stop honouring rewritten retries).
+
+    retry: replay a pooled conversation's retry with the client's messages (the user's design);
+    continue: post the client's conversation as a new turn of a pooled conversation;
+    fresh: a new conversation per request, kept in the pool afterwards.
+    """
+
+    mode: str = "auto"  # "auto" (the canary chooses) or a pinned strategy
+    chosen: str = "retry"
+    canary: dict[str, Any] | None = None  # the last canary run
+
+    @property
+    def current(self) -> str:
+        return self.chosen if self.mode == "auto" else self.mode
+
+
 @dataclass
 class Settings:
     api_keys: list[str] = field(default_factory=list)
@@ -64,6 +85,7 @@ class Services:
         self.pages = pages or PageHub()
         self.jobs = JobTable()
         self.site = SiteState()
+        self.strategy = StrategyState()
         self.requests = RequestLog()
         self.pages.on_job_message = self._on_page_message
         self.pages.on_identity_change = self._on_identity_change
@@ -136,5 +158,7 @@ class Services:
             "pool": pool,
             "jobs_in_flight": len(self.jobs),
             "models_from_page": self.models.page_updated is not None,
+            "strategy": {"mode": self.strategy.mode, "current": self.strategy.current,
+                         "canary": self.strategy.canary},
         }
 

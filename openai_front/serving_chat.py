@@ -104,10 +104,13 @@ class ChatService:
 
     # ------------------------------------------------------------------ dispatch
 
-    async def start(self, request: ChatCompletionRequest, record: RequestRecord) -> Replay:
+    async def start(
+        self, request: ChatCompletionRequest, record: RequestRecord, strategy: str | None = None
+    ) -> Replay:
         """Everything up to the first answer line. Errors raised here are real HTTP statuses."""
         model, turns = self.validate(request)
         settings = self.s.settings
+        strategy = strategy or self.s.strategy.current
         if not self.s.pages.pages:
             raise Unavailable(
                 "No LMArena page is connected: open lmarena.ai in the browser that uses this proxy",
@@ -117,13 +120,15 @@ class ChatService:
         last: JobFailed | None = None
         for attempt in range(max(1, settings.failover_tries)):
             record.attempts = attempt + 1
-            if self._should_create(model):
+            if (strategy == "fresh" and not model.virtual) or self._should_create(model):
                 return await self._fresh(model, turns, record)
             lease = await self._lease(model, deadline)
             record.leased_at = time.time()
             record.conversation = lease.conversation.session_id
-            record.strategy = "retry"
-            job, first = await self._replay(lease, turns, model)
+            # a battle conversation's turns need both sides: it is always replayed by retry
+            kind = "post" if strategy == "continue" and lease.conversation.mode == "direct" else "retry"
+            record.strategy = "continue" if kind == "post" else "retry"
+            job, first = await self._replay(lease, turns, model, kind)
             if not isinstance(first, JobFailed):
                 return Replay(lease, job, first, model, record)
             self._finish(lease, job, ok=False)
@@ -167,11 +172,14 @@ class ChatService:
                 retry_after=retry_after,
             ) from None
 
-    async def _replay(self, lease: Lease, turns: list[site.ChatTurn], model: ModelInfo) -> tuple[Job, JobItem]:
-        """Retry the leased conversation; a reCAPTCHA refusal gets one more try with a fresh token."""
+    async def _replay(
+        self, lease: Lease, turns: list[site.ChatTurn], model: ModelInfo, kind: str = "retry"
+    ) -> tuple[Job, JobItem]:
+        """Retry (or continue) the leased conversation; a reCAPTCHA refusal gets one more try with a
+        fresh token."""
         conv = lease.conversation
         for _ in range(2):
-            job = self.s.jobs.new(conv, turns, model.id)
+            job = self.s.jobs.new(conv, turns, model.id, kind=kind, era=self.s.site.era)
             try:
                 first = await self._dispatch(job, self.s.pages.page_for(conv.identity))
             except BaseException:
@@ -221,6 +229,10 @@ class ChatService:
         message: dict[str, Any]
         if job.kind == "create":
             message = {"method": "POST", "url": site.create_path(prefix), "action": site.ACTION_SUBMIT}
+        elif job.kind == "post":
+            assert job.conversation is not None
+            message = {"method": "POST", "url": site.post_path(prefix, job.conversation.session_id),
+                       "action": site.ACTION_SUBMIT}
         else:
             conv = job.conversation
             assert conv is not None

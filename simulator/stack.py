@@ -148,6 +148,7 @@ class Stack:
             "connection_strategy": "lazy",  # offline: no DNS for lmarena.ai
             "arena_api_port": 0,
             "arena_store": str(self.store),
+            "arena_canary_interval": 0,  # tests run the canary when they mean to
             **self.tool_options,
             **options,
         }

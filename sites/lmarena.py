@@ -94,6 +94,10 @@ def create_path(prefix: str) -> str:
     return f"{prefix}create-evaluation"
 
 
+def post_path(prefix: str, session_id: str) -> str:
+    return f"{prefix}post-to-evaluation/{session_id}"
+
+
 def is_stream_path(path: str, prefixes: Iterable[str] = STREAM_PREFIXES) -> bool:
     return any(path.startswith(p) for p in prefixes)
 
@@ -542,14 +546,18 @@ def build_create_body(
     model_id: str,
     modality: str,
     turns: list[ChatTurn],
+    kind: str = "create",
 ) -> tuple[dict[str, Any], str, str]:
-    """A create-evaluation body (direct mode) carrying the client's conversation.
+    """A create-evaluation (or post-to-evaluation) body, direct mode, carrying the client's conversation.
 
     Era "a" sends the parent-linked chain plus the assistant placeholder; era "b" sends one
-    `userMessage` (the conversation flattened when it has more than one turn).
+    `userMessage` (the conversation flattened when it has more than one turn), and its posts carry
+    no `mode`, as the site's own client sends them.
     Returns (body without token, user message id, assistant message id).
     """
     body: dict[str, Any] = {"id": session_id, "mode": "direct", "modelAId": model_id, "modality": modality}
+    if kind == "post" and era != "a":
+        del body["mode"]
     assistant_id = uuid7()
     if era == "a":
         chain = build_message_chain(turns, session_id)
