@@ -101,6 +101,10 @@ class ApiServer:
             "Seconds between SSE keep-alive comments; a stream not answering by then starts with them.",
         )
         loader.add_option(
+            "arena_page_wait", str, "30",
+            "Seconds a request waits for a page that is not ready (a check, signed out) before a 503.",
+        )
+        loader.add_option(
             "arena_failover_tries", int, 3, "Conversations one request may try before its first token."
         )
         loader.add_option(
@@ -124,6 +128,8 @@ class ApiServer:
             settings.upstream_timeout = seconds("arena_upstream_timeout", positive=True)
         if "arena_keepalive" in updated:
             settings.keepalive = seconds("arena_keepalive", positive=True)
+        if "arena_page_wait" in updated:
+            settings.page_wait = seconds("arena_page_wait")
         if "arena_failover_tries" in updated:
             if not 1 <= ctx.options.arena_failover_tries <= 10:
                 raise exceptions.OptionsError("arena_failover_tries must be between 1 and 10")

@@ -143,6 +143,8 @@ class Capture:
         origin = "tool" if job is not None else "browser"
         if failure is None and turn is not None and call is not None:
             self._record(flow, call, turn, origin)
+            if origin == "browser":  # a person's own chat went through: whatever check it needed is done
+                self.services.pages.flag_identity(flow.metadata.get(META_IDENTITY), None)
         elif failure is not None:
             session_id = (turn.session_id if turn else None) or (call.session_id if call else None)
             log.warning(

@@ -13,6 +13,7 @@ from importlib import resources
 
 from mitmproxy import http
 
+from addons.api_server import seconds
 from addons.classify import CHANNEL_PREFIX, META_CALL, META_CHANNEL, arena_host
 from openai_front.models import ModelRegistry
 from openai_front.pages import PageHub
@@ -26,9 +27,10 @@ _HEAD_RE = re.compile(r"<head\b[^>]*>", re.I)
 VERSION = "1"
 
 
-def script_source(secret: str) -> str:
+def script_source(secret: str, challenge_reload_ms: int = 45_000) -> str:
     template = resources.files("addons").joinpath("page_script.js").read_text("utf-8")
-    config = {"secret": secret, "wsPath": CHANNEL_PREFIX + "ws", "version": VERSION}
+    config = {"secret": secret, "wsPath": CHANNEL_PREFIX + "ws", "version": VERSION,
+              "challengeReloadMs": challenge_reload_ms}
     return template.replace("__BRIDGE_CONFIG__", json.dumps(config))
 
 
@@ -59,13 +61,26 @@ class Injector:
     def __init__(self, pages: PageHub, models: ModelRegistry) -> None:
         self.pages = pages
         self.models = models
+        self.challenge_reload_ms = 45_000
         self._source: tuple[str, str] | None = None  # (secret, script)
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "arena_challenge_reload", str, "45",
+            "Seconds a Cloudflare check may last before the page reloads itself, once (never a reload loop).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "arena_challenge_reload" in updated:
+            self.challenge_reload_ms = int(seconds("arena_challenge_reload", positive=True) * 1000)
+            self._source = None
 
     def response(self, flow: http.HTTPFlow) -> None:
         if not arena_host(flow) or flow.metadata.get(META_CHANNEL) or flow.metadata.get(META_CALL):
             return
         resp = flow.response
-        if resp is None or resp.status_code != 200 or flow.request.method != "GET":
+        # 403/503: Cloudflare's challenge page, where the script reports the challenge
+        if resp is None or resp.status_code not in (200, 403, 503) or flow.request.method != "GET":
             return
         if "text/html" not in resp.headers.get("content-type", ""):
             return
@@ -86,5 +101,5 @@ class Injector:
                 resp.headers.pop(name, None)
         secret = self.pages.secret
         if self._source is None or self._source[0] != secret:
-            self._source = (secret, script_source(secret))
+            self._source = (secret, script_source(secret, self.challenge_reload_ms))
         resp.set_text(insert_script(html, script_tag(self._source[1], nonce)))

@@ -18,7 +18,24 @@
   function pageState() {
     var title = document.title || '';
     if (/just a moment|checking your browser|attention required/i.test(title) || window._cf_chl_opt) return 'challenge';
+    var v2 = document.querySelector('#recaptcha-v2-container, iframe[title*="recaptcha challenge" i]');
+    if (v2 && v2.offsetParent !== null) return 'needs_human_check';
     return 'ready';
+  }
+  // Cloudflare's check normally clears by itself and reloads the page. If it has not after a while,
+  // reload once, and never again until the page has been ready (no reload loop).
+  var challengeSince = null;
+  function watchChallenge(state) {
+    if (state !== 'challenge') {
+      challengeSince = null;
+      if (state === 'ready') sessionStorage.removeItem('__bridge_challenge_reload');
+      return;
+    }
+    challengeSince = challengeSince || Date.now();
+    if (Date.now() - challengeSince > (CFG.challengeReloadMs || 45000) && !sessionStorage.getItem('__bridge_challenge_reload')) {
+      sessionStorage.setItem('__bridge_challenge_reload', String(Date.now()));
+      location.reload();
+    }
   }
   function connect() {
     var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
@@ -31,7 +48,12 @@
     };
     ws.onmessage = function (ev) {
       var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.type === 'welcome') { window.__lmarenaBridge.connected = true; }
+      if (msg.type === 'welcome') {
+        window.__lmarenaBridge.connected = true;
+        // without a session the proxy cannot tell who this is: reconnect soon to pick up a new cookie
+        // (not on a challenge page: the session can only come once the check is passed)
+        if (msg.signedIn === false && pageState() === 'ready') setTimeout(function () { if (ws) ws.close(); }, 3000);
+      }
       else if (msg.type === 'ping') { send({ type: 'pong', t: msg.t }); }
       else if (msg.type === 'job') { runJob(msg); }
       else if (msg.type === 'abort') { var c = jobs[msg.job]; if (c) c.abort(); }
@@ -130,7 +152,8 @@
   }
   setInterval(function () {
     var state = pageState();
+    watchChallenge(state);
     if (state !== lastState) { lastState = state; send({ type: 'state', state: state, url: location.href }); }
-  }, 2000);
+  }, 1000);
   connect();
 })();

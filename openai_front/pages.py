@@ -25,15 +25,37 @@ HELLO_TIMEOUT = 10.0
 PING_INTERVAL = 20.0
 
 
+# What a person should do about each page state (also shown by the API and the console).
+ADVICE = {
+    "ready": "",
+    "challenge": "the LMArena tab shows a Cloudflare check: it usually clears by itself; if not, open the tab "
+                 "and complete it",
+    "needs_human_check": "the site keeps refusing the page's reCAPTCHA tokens: open the LMArena tab and send one "
+                         "message by hand, completing the check the site shows",
+    "signed_out": "the LMArena tab has no session: open it and sign in (or let the site sign you in anonymously "
+                  "by sending one message)",
+}
+
+
 @dataclass
 class Page:
     id: str
     identity: str | None
     url: str
-    state: str  # ready | challenge | needs_human_check | signed_out
+    reported: str  # what the page script sees: ready | challenge | needs_human_check
     connected_at: float = field(default_factory=time.time)
     jobs: int = 0
     ws: WebSocket | None = None
+    flagged: str | None = None  # set by the tool: needs_human_check after repeated token refusals
+
+    @property
+    def state(self) -> str:
+        """ready | challenge | needs_human_check | signed_out (a check in the way comes first)"""
+        if self.reported != "ready":
+            return self.reported
+        if self.identity is None:
+            return "signed_out"
+        return self.flagged or "ready"
 
     async def send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -45,6 +67,7 @@ class Page:
             "identity": self.identity,
             "url": self.url,
             "state": self.state,
+            "advice": ADVICE.get(self.state, ""),
             "connected_at": self.connected_at,
             "jobs": self.jobs,
         }
@@ -78,6 +101,7 @@ class PageHub:
         # called with (old identity, new identity) when a page comes back signed in as someone else
         self.on_identity_change: Callable[[str, str | None], None] = lambda old, new: None
         self._last_identity: dict[str, str | None] = {}
+        self._changed = asyncio.Event()
 
     def ready_pages(self, identity: str | None = None) -> list[Page]:
         return [
@@ -89,6 +113,37 @@ class PageHub:
     def page_for(self, identity: str | None) -> Page | None:
         pages = self.ready_pages(identity)
         return min(pages, key=lambda p: p.jobs) if pages else None
+
+    def flag_identity(self, identity: str | None, state: str | None) -> None:
+        """Mark (or clear, with None) every page of an identity, e.g. needs_human_check."""
+        for page in self.pages.values():
+            if page.identity == identity and page.flagged != state:
+                page.flagged = state
+                if state:
+                    log.warning("page %s: %s — %s", page.id, state, ADVICE.get(state, ""))
+        self._changed.set()
+        self.on_page_change()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until some page is ready (a challenge clearing, a person signing in)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready_pages():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    def advice(self) -> str:
+        """What the person should do for the first page that is not ready."""
+        for page in self.pages.values():
+            if page.state != "ready":
+                return f"{page.state}: {ADVICE[page.state]}"
+        return "open lmarena.ai in the browser that uses this proxy"
 
     def counts(self) -> dict[str, int]:
         return {"connected": len(self.pages), "ready": len(self.ready_pages())}
@@ -110,7 +165,7 @@ class PageHub:
             id=str(hello.get("page") or secrets.token_hex(8))[:64],
             identity=identity,
             url=str(hello.get("url", ""))[:500],
-            state=str(hello.get("state", "ready")),
+            reported=str(hello.get("state", "ready")),
             ws=ws,
         )
         old = self.pages.get(page.id)
@@ -123,7 +178,11 @@ class PageHub:
             log.warning("page %s now belongs to another browser identity (%s, was %s)", page.id, identity, before)
             self.on_identity_change(before, identity)
         log.info("page connected: %s (%s) identity=%s state=%s", page.id, page.url, identity, page.state)
-        await page.send({"type": "welcome", "page": page.id})
+        # a page without a session reconnects now and then, so it is seen as soon as it has one
+        await page.send({"type": "welcome", "page": page.id, "signedIn": identity is not None})
+        if page.state != "ready":
+            log.warning("page %s: %s — %s", page.id, page.state, ADVICE[page.state])
+        self._changed.set()
         self.on_page_change()
         pinger = asyncio.create_task(self._ping(page))
         try:
@@ -133,7 +192,12 @@ class PageHub:
                     continue
                 kind = message.get("type")
                 if kind == "state":
-                    page.state = str(message.get("state", page.state))
+                    before = page.state
+                    page.reported = str(message.get("state", page.reported))
+                    self._changed.set()
+                    if page.state != before:
+                        log.warning("page %s: %s%s", page.id, page.state,
+                                    f" — {ADVICE[page.state]}" if ADVICE.get(page.state) else "")
                     page.url = str(message.get("url", page.url))[:500]
                     self.on_page_change()
                 elif kind in ("job_status", "job_done", "job_error"):

@@ -61,6 +61,7 @@ class Settings:
     fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
     prefill_message: str = "Hi"
     unavailable_retry_after: float = 10.0
+    page_wait: float = 30.0  # a request waits this long for a page that is not ready (challenge, signed out)
     tavern_mode: bool = False  # merge all system messages into one leading system message
     bypass_mode: bool = False  # an extra empty user message; `--bypass` moves images out of the last message
     reasoning_as_think: bool = False  # reasoning inline as <think>...</think> instead of reasoning_content

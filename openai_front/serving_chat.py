@@ -25,7 +25,7 @@ from openai_front.errors import (
 )
 from openai_front.jobs import Job, JobDone, JobFailed, JobItem
 from openai_front.models import ModelInfo
-from openai_front.pages import Page
+from openai_front.pages import ADVICE, Page
 from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, to_turns
 from openai_front.requestlog import RequestRecord
 from openai_front.services import Services, Settings
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # Not: content_filter (the request itself), challenge (the page), rate_limited for the model.
 FAILOVER_KINDS = frozenset(
     {"foreign_session", "has_feedback", "not_found", "upstream_error", "truncated", "empty", "stream_error",
-     "aborted", "page_error", "timeout", "recaptcha", "page_gone"}
+     "aborted", "page_error", "timeout", "page_gone"}
 )
 
 
@@ -59,6 +59,8 @@ def failure_to_error(item: JobFailed) -> APIError:
         return RateLimited(message, retry_after=item.retry_after or 60)
     if item.kind == "content_filter":
         return InvalidRequest(message, code="content_filter")
+    if item.kind == "recaptcha":
+        return Unavailable(f"{message} (twice, with fresh tokens): {ADVICE['needs_human_check']}", retry_after=60)
     if item.kind in ("challenge", "page_gone"):
         return Unavailable(message, retry_after=item.retry_after or 30)
     if item.kind == "timeout":
@@ -116,6 +118,10 @@ class ChatService:
                 "No LMArena page is connected: open lmarena.ai in the browser that uses this proxy",
                 retry_after=settings.unavailable_retry_after,
             )
+        if not self.s.pages.ready_pages():
+            # a challenge that clears by itself, a person signing in: worth a bounded wait
+            if not await self.s.pages.wait_ready(min(settings.page_wait, settings.queue_timeout)):
+                raise Unavailable(f"No LMArena page is ready. {self.s.pages.advice()}", retry_after=30)
         deadline = time.monotonic() + settings.queue_timeout
         last: JobFailed | None = None
         for attempt in range(max(1, settings.failover_tries)):
@@ -189,6 +195,8 @@ class ChatService:
                 return job, first
             log.info("reCAPTCHA refused the token for conversation %s: one more try", conv.session_id)
             self._end_job(job)
+        # refused twice with fresh tokens: the site wants a person to prove themselves in that browser
+        self.s.pages.flag_identity(conv.identity, "needs_human_check")
         return job, first
 
     async def _fresh(self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord) -> Replay:

@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sites import lmarena as site
@@ -61,6 +61,9 @@ class SimConfig:
     cadence_ms: float = 15.0  # pause between network chunks of an answer
     require_recaptcha: bool = True
     csp: str = "nonce"  # nonce | strict | none: the page's Content-Security-Policy
+    cloudflare_seconds: float = 0  # > 0: browsers without cf_clearance get "Just a moment..." for this long
+    v2_challenge: bool = False  # identities must tick a visible reCAPTCHA v2 box before chatting again
+    anonymous_signin: bool = True  # False: a new browser has no session until it clicks "Sign in"
     models: list[dict[str, Any]] = field(default_factory=default_models)
 
 
@@ -88,6 +91,8 @@ class Simulator:
         self.models_by_id = {m["id"]: m for m in self.config.models}
         self.faults: list[dict[str, Any]] = []  # one-shot injected failures
         self.uploads: dict[str, tuple[str, bytes] | None] = {}  # R2 stand-in: key -> (type, bytes)
+        self.v2_solved: set[str] = set()
+        self.page_loads = 0
 
     # ------------------------------------------------------------------ app
 
@@ -107,6 +112,9 @@ class Simulator:
             Route("/__sim/config", self.set_config, methods=["POST"]),
             Route("/__sim/fault", self.add_fault, methods=["POST"]),
             Route("/__sim/image/{name}", self.image),
+            Route("/__sim/cf-clear", self.cf_clear, methods=["POST"]),
+            Route("/__sim/v2-solve", self.v2_solve, methods=["POST"]),
+            Route("/__sim/sign-in", self.sign_in, methods=["POST"]),
         ]
         for prefix in site.STREAM_PREFIXES:
             routes += [
@@ -125,9 +133,12 @@ class Simulator:
     async def page(self, request: Request) -> Response:
         if request.method == "POST":
             return await self.server_action(request)
+        self.page_loads += 1
+        if self._needs_cloudflare(request):
+            return HTMLResponse(CLOUDFLARE_PAGE.replace("SECONDS", str(self.config.cloudflare_seconds)), 403)
         user = self._identity(request)
         new_cookie = None
-        if user is None:
+        if user is None and self.config.anonymous_signin:
             user = str(uuid.uuid4())
             new_cookie = site.make_auth_cookie(user)
         nonce = secrets.token_urlsafe(12)
@@ -148,7 +159,14 @@ class Simulator:
             for m in chat_models
         )
         era = "a" if self.config.generation == "a" else "b"
+        extras = ""
+        if user is None:
+            extras += '<button id="sign-in">Sign in</button>'
+        elif self.config.v2_challenge and user not in self.v2_solved:
+            extras += ('<div id="recaptcha-v2-container" style="border:2px solid #c00;padding:1em">'
+                       'Protected by reCAPTCHA <button id="v2-solve">I\'m not a robot</button></div>')
         body = PAGE_TEMPLATE.format(
+            extras=extras,
             nonce=nonce,
             flight=json.dumps("0:" + flight),
             options=options,
@@ -231,6 +249,27 @@ class Simulator:
 
     # ------------------------------------------------------------------ test hooks
 
+    # ------------------------------------------------------------------ checks and sign-in
+
+    def _needs_cloudflare(self, request: Request) -> bool:
+        return self.config.cloudflare_seconds > 0 and "cf_clearance" not in request.cookies
+
+    async def cf_clear(self, request: Request) -> Response:
+        response = JSONResponse({"ok": True})
+        response.set_cookie("cf_clearance", secrets.token_urlsafe(16), path="/", httponly=True)
+        return response
+
+    async def v2_solve(self, request: Request) -> Response:
+        user = self._identity(request)
+        if user:
+            self.v2_solved.add(user)
+        return JSONResponse({"ok": bool(user)})
+
+    async def sign_in(self, request: Request) -> Response:
+        response = JSONResponse({"ok": True})
+        response.set_cookie(site.AUTH_COOKIE, site.make_auth_cookie(str(uuid.uuid4())), path="/", httponly=True)
+        return response
+
     async def image(self, request: Request) -> Response:
         return Response(PNG_1X1, media_type="image/png")
 
@@ -247,6 +286,7 @@ class Simulator:
                 "max_by_session": self.max_by_session,
                 "active_by_model": self.active_by_model,
                 "sessions": len(self.sessions),
+                "page_loads": self.page_loads,
             }
         )
 
@@ -258,7 +298,8 @@ class Simulator:
 
     async def set_config(self, request: Request) -> Response:
         data = await request.json()
-        for key in ("generation", "cadence_ms", "require_recaptcha", "csp"):
+        for key in ("generation", "cadence_ms", "require_recaptcha", "csp", "cloudflare_seconds", "v2_challenge",
+                    "anonymous_signin"):
             if key in data:
                 setattr(self.config, key, data[key])
         return JSONResponse({"ok": True})
@@ -296,9 +337,13 @@ class Simulator:
         return data, None
 
     def _auth(self, request: Request) -> tuple[str | None, Response | None]:
+        if self._needs_cloudflare(request):
+            return None, HTMLResponse(CLOUDFLARE_PAGE.replace("SECONDS", "5"), 403)
         user = self._identity(request)
         if user is None:
             return None, JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if self.config.v2_challenge and user not in self.v2_solved:
+            return None, JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
         return user, None
 
     async def create(self, request: Request) -> Response:
@@ -581,6 +626,15 @@ def split_chunks(lines: list[str]) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+CLOUDFLARE_PAGE = """<!DOCTYPE html><html><head><title>Just a moment...</title></head>
+<body><div id="cf-wrapper">Checking your browser before accessing the site.
+Enable JavaScript and cookies to continue</div>
+<script>window._cf_chl_opt = {cvId: "3"};
+setTimeout(function () {
+  fetch('/__sim/cf-clear', {method: 'POST', credentials: 'include'}).then(function () { location.reload(); });
+}, SECONDS * 1000);</script></body></html>
+"""
+
 RECAPTCHA_JS = """
 (function () {
   // Stand-in for reCAPTCHA Enterprise: tokens are minted by the (simulated) site and are
@@ -607,6 +661,7 @@ body {{ font-family: sans-serif; max-width: 760px; margin: 1em auto; }}
 </style></head>
 <body>
 <h1>LMArena <small>(simulator)</small></h1>
+{extras}
 <div id="chat" data-era="{era}" data-sitekey="{sitekey}">
   <select id="mode"><option value="direct">Direct</option><option value="battle">Battle</option></select>
   <select id="model">{options}</select>

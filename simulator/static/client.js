@@ -123,4 +123,15 @@
   }
 
   document.getElementById('send').addEventListener('click', send);
+  // the site's own checks: a visible reCAPTCHA v2 box, and signing in
+  var v2 = document.getElementById('v2-solve');
+  if (v2) v2.addEventListener('click', function () {
+    fetch('/__sim/v2-solve', { method: 'POST', credentials: 'include' }).then(function () {
+      document.getElementById('recaptcha-v2-container').remove();
+    });
+  });
+  var signIn = document.getElementById('sign-in');
+  if (signIn) signIn.addEventListener('click', function () {
+    fetch('/__sim/sign-in', { method: 'POST', credentials: 'include' }).then(function () { signIn.remove(); });
+  });
 })();
