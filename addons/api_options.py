@@ -10,6 +10,7 @@ from mitmproxy import ctx, exceptions
 from addons.api_server import seconds
 from openai_front.canary import Canary
 from openai_front.services import STRATEGIES, Services
+from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class ApiOptions:
                           "data: URLs; allows files up to 20 MB.")
         loader.add_option("arena_upload_actions", str, "",
                           "Server action ids 'generateUploadUrl,getSignedUrl'; empty: found in the page's scripts.")
+        loader.add_option("arena_recaptcha_sitekey", str, site.RECAPTCHA_SITE_KEY,
+                          "The site's reCAPTCHA Enterprise v3 key the page mints tokens with.")
+        loader.add_option("arena_recaptcha_actions", str, f"{site.ACTION_SUBMIT},{site.ACTION_RETRY}",
+                          "reCAPTCHA actions: for create and post, then for retry.")
         loader.add_option("arena_strategy", str, "auto",
                           "How requests reach the site: auto (the canary chooses), retry, continue or fresh.",
                           choices=["auto", *STRATEGIES])
@@ -98,6 +103,15 @@ class ApiOptions:
             if ids and (len(ids) != 2 or not all(re.fullmatch(r"[0-9a-f]{40,44}", i) for i in ids)):
                 raise exceptions.OptionsError("arena_upload_actions: two hex action ids, comma-separated")
             settings.upload_actions = ",".join(ids)
+        if "arena_recaptcha_sitekey" in updated:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{20,60}", ctx.options.arena_recaptcha_sitekey):
+                raise exceptions.OptionsError("arena_recaptcha_sitekey does not look like a reCAPTCHA key")
+            settings.recaptcha_sitekey = ctx.options.arena_recaptcha_sitekey
+        if "arena_recaptcha_actions" in updated:
+            actions = [a.strip() for a in ctx.options.arena_recaptcha_actions.split(",")]
+            if len(actions) != 2 or not all(re.fullmatch(r"[A-Za-z_/]+", a) for a in actions):
+                raise exceptions.OptionsError("arena_recaptcha_actions: two actions, e.g. chat_submit,chat_retry")
+            settings.action_submit, settings.action_retry = actions
         if "arena_strategy" in updated:
             self.services.strategy.mode = ctx.options.arena_strategy
         if "arena_canary_interval" in updated:

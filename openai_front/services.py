@@ -12,6 +12,7 @@ from openai_front.models import ModelRegistry
 from openai_front.pages import Page, PageHub
 from openai_front.requestlog import RequestLog
 from pool_store.pool import Conversation, SessionPool
+from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class Settings:
     fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
     prefill_message: str = "Hi"
     unavailable_retry_after: float = 10.0
+    recaptcha_sitekey: str = site.RECAPTCHA_SITE_KEY
+    action_submit: str = site.ACTION_SUBMIT  # the reCAPTCHA action of create and post
+    action_retry: str = site.ACTION_RETRY
     page_wait: float = 30.0  # a request waits this long for a page that is not ready (challenge, signed out)
     tavern_mode: bool = False  # merge all system messages into one leading system message
     bypass_mode: bool = False  # an extra empty user message; `--bypass` moves images out of the last message

@@ -236,18 +236,18 @@ class ChatService:
         prefix = job.conversation.prefix if job.conversation else self.s.site.prefix
         message: dict[str, Any]
         if job.kind == "create":
-            message = {"method": "POST", "url": site.create_path(prefix), "action": site.ACTION_SUBMIT}
+            message = {"method": "POST", "url": site.create_path(prefix), "action": self.s.settings.action_submit}
         elif job.kind == "post":
             assert job.conversation is not None
             message = {"method": "POST", "url": site.post_path(prefix, job.conversation.session_id),
-                       "action": site.ACTION_SUBMIT}
+                       "action": self.s.settings.action_submit}
         else:
             conv = job.conversation
             assert conv is not None
             message = {
                 "method": "PUT",
                 "url": site.retry_path(prefix, conv.session_id, conv.retry_message_id()),
-                "action": site.ACTION_RETRY,
+                "action": self.s.settings.action_retry,
             }
         if self.s.settings.upload_files:
             files = site.inline_files(job.turns)
@@ -258,7 +258,9 @@ class ChatService:
                     for i, f in enumerate(files)
                 ]
                 message["uploadActions"] = self.s.settings.upload_actions
-        await page.send({"type": "job", "job": job.id, "sitekey": site.RECAPTCHA_SITE_KEY, "body": {}, **message})
+        await page.send(
+            {"type": "job", "job": job.id, "sitekey": self.s.settings.recaptcha_sitekey, "body": {}, **message}
+        )
         return await self._next(job)
 
     async def _next(self, job: Job) -> JobItem:

@@ -20,17 +20,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cadence-ms", type=float, default=15.0, help="pause between answer chunks")
     parser.add_argument("--csp", choices=["nonce", "strict", "none"], default="nonce")
     parser.add_argument("--no-recaptcha", action="store_true", help="accept requests without tokens")
+    parser.add_argument("--arena-port", type=int, default=None,
+                        help="also listen here as arena.ai (0 picks a free port); the main port is lmarena.ai")
     args = parser.parse_args(argv)
 
+    sock = _listen(args.host, args.port)
+    sockets = [sock]
+    arena_port = None
+    if args.arena_port is not None:
+        arena_sock = _listen(args.host, args.arena_port)
+        arena_port = arena_sock.getsockname()[1]
+        sockets.append(arena_sock)
     sim = Simulator(SimConfig(generation=args.generation, cadence_ms=args.cadence_ms, csp=args.csp,
-                              require_recaptcha=not args.no_recaptcha))
+                              require_recaptcha=not args.no_recaptcha, arena_port=arena_port))
+    print(f"simulator listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
+    if arena_port is not None:
+        print(f"simulator as arena.ai on http://{args.host}:{arena_port}", flush=True)
+    config = uvicorn.Config(sim.app(), log_level="warning", lifespan="off")
+    uvicorn.Server(config).run(sockets=sockets)
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    print(f"simulator listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(sim.app(), log_level="warning", lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    sock.bind((host, port))
+    return sock
 
 
 if __name__ == "__main__":

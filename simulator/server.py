@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -64,6 +65,8 @@ class SimConfig:
     cloudflare_seconds: float = 0  # > 0: browsers without cf_clearance get "Just a moment..." for this long
     v2_challenge: bool = False  # identities must tick a visible reCAPTCHA v2 box before chatting again
     anonymous_signin: bool = True  # False: a new browser has no session until it clicks "Sign in"
+    arena_port: int | None = None  # the listener that stands for arena.ai (the main one is lmarena.ai)
+    redirect_to_arena: bool = False  # the 2026 move: lmarena.ai answers 301 to arena.ai
     models: list[dict[str, Any]] = field(default_factory=default_models)
 
 
@@ -122,7 +125,7 @@ class Simulator:
                 Route(prefix + "post-to-evaluation/{sid}", self.post, methods=["POST"]),
                 Route(prefix + "retry-evaluation-session-message/{sid}/messages/{mid}", self.retry, methods=["PUT"]),
             ]
-        return Starlette(routes=routes)
+        return Starlette(routes=routes, middleware=[Middleware(_MoveToArena, sim=self)])
 
     # ------------------------------------------------------------------ page
 
@@ -299,7 +302,7 @@ class Simulator:
     async def set_config(self, request: Request) -> Response:
         data = await request.json()
         for key in ("generation", "cadence_ms", "require_recaptcha", "csp", "cloudflare_seconds", "v2_challenge",
-                    "anonymous_signin"):
+                    "anonymous_signin", "redirect_to_arena"):
             if key in data:
                 setattr(self.config, key, data[key])
         return JSONResponse({"ok": True})
@@ -540,6 +543,27 @@ class Simulator:
         finally:
             self.active_by_model[model_key] -= 1
             self.active_by_session[sid] -= 1
+
+
+class _MoveToArena:
+    """When the move is on, what reaches the lmarena.ai listener is sent to arena.ai (301).
+    A plain ASGI middleware, so the answers still stream untouched."""
+
+    def __init__(self, app: Any, sim: Simulator) -> None:
+        self.app = app
+        self.sim = sim
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        config = self.sim.config
+        if scope["type"] == "http" and config.redirect_to_arena and config.arena_port:
+            server = scope.get("server") or ("", 0)
+            path = scope.get("path", "")
+            if server[1] != config.arena_port and not path.startswith("/__sim/"):
+                query = scope.get("query_string", b"").decode()
+                location = f"https://arena.ai{path}" + (f"?{query}" if query else "")
+                await Response(status_code=301, headers={"location": location})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def fault_response(fault: dict[str, Any]) -> Response:

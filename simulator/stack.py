@@ -111,6 +111,7 @@ class Stack:
     tool: _Proc | None = None
     earlier_tools: list[_Proc] = field(default_factory=list)
     sim_port: int = 0
+    arena_port: int = 0
     proxy_port: int = 0
     api_port: int = 0
 
@@ -135,10 +136,11 @@ class Stack:
     def start_simulator(self) -> None:
         self.sim = _Proc(
             "simulator",
-            [sys.executable, "-m", "simulator", "--port", "0", "--generation", self.generation,
+            [sys.executable, "-m", "simulator", "--port", "0", "--arena-port", "0", "--generation", self.generation,
              "--cadence-ms", str(self.cadence_ms), "--csp", self.csp],
         )
         self.sim_port = int(self.sim.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+        self.arena_port = int(self.sim.wait_for(r"as arena\.ai on http://127\.0\.0\.1:(\d+)").group(1))
 
     def tool_argv(self, proxy_port: int = 0, **options: Any) -> list[str]:
         """The command line of the tool, lmarena.ai mapped to the simulator."""
@@ -157,6 +159,8 @@ class Stack:
                 "--listen-host", "127.0.0.1", "-p", str(proxy_port),
                 "--allow-hosts", ARENA_HOSTS_RE,
                 "--map-remote", rf"|~d lmarena.ai|^https://lmarena\.ai/(?!__bridge/)|{self.sim_base}/",
+                "--map-remote", rf"|~d arena.ai & !~d lmarena.ai|^https://arena\.ai/(?!__bridge/)|"
+                                rf"http://127.0.0.1:{self.arena_port}/",
                 "--set", "dumper_filter=!(~u /__bridge/)"]
         for key, value in opts.items():
             argv += ["--set", f"{key}={value}"]

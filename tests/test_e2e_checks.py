@@ -187,3 +187,27 @@ def test_two_identities_double_the_capacity_and_never_cross_use(stack, browser):
         sim_config(stack, cadence_ms=5)
         for context in contexts:
             context.close()
+
+
+def test_the_move_to_arena_ai(stack, browser):
+    """lmarena.ai answers 301 to arena.ai (2026): the page there works the same, nothing to change."""
+    sim_config(stack, redirect_to_arena=True)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto("https://lmarena.ai/?mode=direct")
+        assert page.url.startswith("https://arena.ai/")
+        wait_js(page, "window.__lmarenaBridge && window.__lmarenaBridge.connected")
+        model = "o3-2025-04-16"
+        answer = chat_in_page(page, model, "hello from arena.ai")
+        pooled = httpx.get(stack.api_base + f"/api/pool?model={model}", timeout=10).json()["conversations"]
+        conv = next(c for c in pooled if c["session_id"] == answer["sessionId"])
+        assert conv["host"] == "arena.ai"
+        client = openai.OpenAI(base_url=stack.api_base + "/v1", api_key="x", max_retries=0, timeout=60)
+        content = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "served from arena.ai"}]).choices[0].message.content
+        assert "You said: served from arena.ai" in (content or "")
+        assert any(p["url"].startswith("https://arena.ai/") for p in pages(stack))
+    finally:
+        context.close()
+        sim_config(stack, redirect_to_arena=False)

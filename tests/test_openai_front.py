@@ -353,3 +353,18 @@ async def test_prefill_api_refuses_unknown_models_and_needs_a_page(raw, services
     assert_error_shape(await raw.post("/api/prefill", json={"models": "nope"}), 404)
     services.pages.pages.clear()
     assert_error_shape(await raw.post("/api/prefill", json={"models": MODEL}), 503)
+
+
+async def test_two_token_refusals_flag_the_page_until_a_person_chats(client, page, services):
+    refusal = JobFailed("recaptcha validation failed", 403, "recaptcha")
+    page.fail_once = {"s1": [refusal, refusal]}
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert caught.value.status_code == 503 and "send one message by hand" in caught.value.message
+    assert services.pages.pages["p1"].state == "needs_human_check"
+    services.settings.page_wait = 0.2
+    with pytest.raises(openai.APIStatusError) as waited:
+        await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert waited.value.status_code == 503 and "needs_human_check" in waited.value.message
+    services.pages.flag_identity("user:1", None)  # what the capture does when the person's own chat succeeds
+    assert (await client.chat.completions.create(model=MODEL, messages=MESSAGES)).choices[0].message.content
