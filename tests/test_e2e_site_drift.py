@@ -4,6 +4,7 @@ asked; when retries are honoured again, it switches back. A strategy can also be
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import httpx
@@ -89,3 +90,15 @@ def test_a_pinned_strategy(stack, page):
     sent = sim_log(stack)[-1]
     assert sent["path"].endswith("/create-evaluation") and sent["body"]["userMessage"]["content"] == "a fresh one"
     assert api(stack, "GET", "/api/requests?limit=1")["requests"][-1]["strategy"] == "fresh"
+
+
+def test_the_canary_runs_by_itself_at_start_up(stack, page):
+    stack.restart_tool(arena_strategy="auto", arena_canary_interval=600)
+    stack.wait_page_connected(timeout=30)
+    deadline = time.monotonic() + 30
+    state = api(stack, "GET", "/api/strategy")
+    while state["canary"] is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = api(stack, "GET", "/api/strategy")
+    assert state["canary"] is not None and state["canary"]["ok"], "nobody asked: it ran at start-up"
+    assert state["current"] == "retry", "the simulator honours retries again by now"

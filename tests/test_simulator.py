@@ -46,6 +46,18 @@ def test_page_embeds_models_sets_a_cookie_and_a_nonce_csp():
     assert any(m["id"] == GEMINI_ID for m in models) and len(models) > 100
 
 
+def test_expired_tokens_are_refused():
+    sim = Simulator(SimConfig(cadence_ms=0))
+    c = TestClient(sim.app())
+    c.get("/")
+    sid, aid, _ = create(c)
+    stale = token(c, site.ACTION_RETRY)
+    action, _expires = sim.tokens[stale]
+    sim.tokens[stale] = (action, 0.0)  # minted long ago
+    path = f"/nextjs-api/stream/retry-evaluation-session-message/{sid}/messages/{aid}"
+    assert c.put(path, content=json.dumps({"recaptchaV3Token": stale})).status_code == 403
+
+
 def test_tokens_are_single_use_and_bound_to_their_action():
     c = client()
     sid, aid, _ = create(c)
