@@ -18,6 +18,7 @@ from mitmproxy import ctx, exceptions
 from addons.channel import ApiAddress
 from openai_front.app import create_app
 from openai_front.canary import Canary
+from openai_front.jsonlog import RequestJournal
 from openai_front.pages import load_secret
 from openai_front.prefill import Prefiller
 from openai_front.services import Services
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_STORE = os.path.join(ROOT, "data", "pool.json")
+DEFAULT_LOGS = os.path.join(ROOT, "data", "logs")
 SECRET_FILE = "lmarena-bridge-secret"
 
 
@@ -78,6 +80,7 @@ class ApiServer:
         self.store: TinyPoolStore | None = None
         self.store_path: str | None = None
         self.bound_port: int | None = None
+        self.journal: RequestJournal | None = None
 
     def load(self, loader) -> None:
         loader.add_option("arena_api_host", str, "127.0.0.1", "Address the OpenAI-compatible API listens on.")
@@ -90,6 +93,11 @@ class ApiServer:
             "one key per line. Empty: no key needed.",
         )
         loader.add_option("arena_store", str, DEFAULT_STORE, "Path of the pool's TinyDB file.")
+        loader.add_option(
+            "arena_log_dir", str, DEFAULT_LOGS,
+            "Folder of the request and error logs (JSON lines, rotated); empty: no log files.",
+        )
+        loader.add_option("arena_log_max_mb", int, 20, "Size at which a log file is rotated (5 old files are kept).")
         loader.add_option(
             "arena_queue_timeout", str, "120", "Seconds a request may wait for a free conversation (then 429)."
         )
@@ -140,6 +148,17 @@ class ApiServer:
             raise exceptions.OptionsError("arena_api_port must be between 0 and 65535")
         if "arena_store" in updated:
             self._open_store(ctx.options.arena_store)
+        if {"arena_log_dir", "arena_log_max_mb"} & updated:
+            if ctx.options.arena_log_max_mb < 1:
+                raise exceptions.OptionsError("arena_log_max_mb must be at least 1")
+            listeners = self.services.requests.listeners
+            if self.journal is not None and self.journal in listeners:
+                listeners.remove(self.journal)
+            self.journal = None
+            if ctx.options.arena_log_dir:
+                directory = os.path.abspath(os.path.expanduser(ctx.options.arena_log_dir))
+                self.journal = RequestJournal(directory, ctx.options.arena_log_max_mb * 1024 * 1024)
+                listeners.append(self.journal)
         if ({"arena_api_host", "arena_api_port"} & updated) and self.server is not None:
             log.warning("the API address changes only after a restart")
 

@@ -106,6 +106,7 @@ class PrefillAddon:
             self.prefiller.heal = ctx.options.arena_pool_heal
         if "arena_lang" in updated:
             self.lang = ui.language(ctx.options.arena_lang)
+            settings.lang = self.lang
 
     def running(self) -> None:
         if self._task is None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
+from importlib import resources
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
@@ -25,6 +27,7 @@ from openai_front.errors import (
     Unavailable,
     error_body,
 )
+from openai_front.monitor import Monitor
 from openai_front.prefill import Prefiller, select_models
 from openai_front.protocol import ChatCompletionRequest, ImageRequest, PrefillRequest, RetireRequest
 from openai_front.ratelimit import RateLimiter
@@ -50,6 +53,8 @@ def create_app(
     prefiller = prefiller or Prefiller(services, chat)
     canary = canary or Canary(services, chat)
     images = ImageService(services, chat)
+    monitor = services.monitor if services.monitor is not None else Monitor(services)
+    services.monitor = monitor
     limiter = RateLimiter(services.settings.rate_limit)
     api = APIRouter()
     _register_errors(app)
@@ -216,6 +221,38 @@ def create_app(
     async def requests_recent(limit: int = 100, model: str | None = None) -> dict[str, Any]:
         return {"requests": services.requests.recent(min(max(limit, 1), 1000), model)}
 
+    @api.get("/api/requests/{request_id}", dependencies=[Depends(require_key)])
+    async def request_detail(request_id: int) -> dict[str, Any]:
+        record = services.requests.find(request_id)
+        if record is None:
+            raise APIError(f"No request {request_id} in the recent log", status=404, code="not_found")
+        return record.to_dict()
+
+    @api.get("/api/events", dependencies=[Depends(require_key)])
+    async def events_stream(interval: float = 1.0) -> EventSourceResponse:
+        """The dashboard's live feed: a snapshot every `interval` seconds."""
+
+        async def snapshots() -> AsyncIterator[dict[str, str]]:
+            while True:
+                snap = monitor.snapshot()
+                snap["recent"] = services.requests.recent(200)
+                yield {"event": "snapshot", "data": json.dumps(snap, ensure_ascii=False)}
+                await asyncio.sleep(min(max(interval, 0.2), 10.0))
+
+        return EventSourceResponse(snapshots(), ping=15)
+
+    @api.get("/metrics", dependencies=[Depends(require_key)])
+    async def metrics() -> Response:
+        return Response(monitor.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/dashboard")
+    async def dashboard() -> Response:
+        # the page itself holds no data; everything it shows comes from the key-protected API
+        return Response(_dashboard_html(), media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store", "Content-Security-Policy":
+                                 "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 "script-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+
     @api.get("/api/pages", dependencies=[Depends(require_key)])
     async def pages_list() -> dict[str, Any]:
         return {"pages": [p.describe() for p in services.pages.pages.values()]}
@@ -301,6 +338,11 @@ class PendingStart:
             return
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+@functools.cache
+def _dashboard_html() -> str:
+    return resources.files("openai_front").joinpath("static/dashboard.html").read_text("utf-8")
 
 
 def _register_errors(app: FastAPI) -> None:

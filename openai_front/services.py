@@ -65,6 +65,7 @@ class Settings:
     recaptcha_sitekey: str = site.RECAPTCHA_SITE_KEY
     action_submit: str = site.ACTION_SUBMIT  # the reCAPTCHA action of create and post
     action_retry: str = site.ACTION_RETRY
+    lang: str = "en"  # console and dashboard language (arena_lang)
     page_wait: float = 30.0  # a request waits this long for a page that is not ready (challenge, signed out)
     tavern_mode: bool = False  # merge all system messages into one leading system message
     bypass_mode: bool = False  # an extra empty user message; `--bypass` moves images out of the last message
@@ -91,6 +92,7 @@ class Services:
         self.jobs = JobTable()
         self.site = SiteState()
         self.strategy = StrategyState()
+        self.monitor: Any = None  # openai_front.monitor.Monitor, made with the app
         self.requests = RequestLog()
         self.pages.on_job_message = self._on_page_message
         self.pages.on_identity_change = self._on_identity_change

@@ -480,11 +480,7 @@ class Answer:
 
 
 def close_record(record: RequestRecord, status: int, error: str | None = None, source: str | None = None) -> None:
-    if record.ended_at is None:
-        record.ended_at = time.time()
-        record.status = status
-        record.error = error
-        record.error_source = source
+    record.close(status, error, source)
 
 
 async def _send_quietly(coro: Any) -> None:

@@ -151,6 +151,7 @@ class Stack:
             "arena_api_port": 0,
             "arena_store": str(self.store),
             "arena_canary_interval": 0,  # tests run the canary when they mean to
+            "arena_log_dir": str(self.workdir / "logs"),
             **self.tool_options,
             **options,
         }

@@ -8,7 +8,7 @@ from pathlib import Path
 from mitmproxy.addonmanager import Loader
 from mitmproxy.test import taddons
 
-from addons.api_server import DEFAULT_STORE
+from addons.api_server import DEFAULT_LOGS, DEFAULT_STORE
 from addons.bridge import build
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -26,6 +26,8 @@ def shown(value: object) -> str:
         return "(empty)"
     if value == DEFAULT_STORE:
         return "`data/pool.json`"
+    if value == DEFAULT_LOGS:
+        return "`data/logs`"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return f"`{value}`"
