@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from openai_front.jsonlog import RequestJournal, RotatingJsonLines
 from openai_front.monitor import Monitor, percentile
 from openai_front.pages import Page
@@ -31,7 +33,8 @@ def test_snapshot_counts_percentiles_and_totals():
     snap = s.monitor.snapshot()
     row = snap["models"]["gemini-2.5-pro"]
     assert (row["served"], row["errors"], row["idle"]) == (4, 1, 1)
-    assert row["ttft_p50"] == 0.2 and row["ttft_p95"] == 0.4 and row["total_p50"] == 2.0
+    assert row["ttft_p50"] == pytest.approx(0.2) and row["ttft_p95"] == pytest.approx(0.4)
+    assert row["total_p50"] == pytest.approx(2.0)
     assert snap["totals"] == {"hour": {"requests": 5, "errors": 1}, "day": {"requests": 6, "errors": 1}}
     assert snap["pages"][0]["state"] == "ready"
     now[0] += 86400  # a day later everything has aged out
