@@ -24,6 +24,7 @@ from addons.api_server import ApiServer  # noqa: E402
 from addons.capture import Capture  # noqa: E402
 from addons.channel import ApiAddress, Channel  # noqa: E402
 from addons.classify import Classify  # noqa: E402
+from addons.console_view import ConsoleView  # noqa: E402
 from addons.inject import Injector  # noqa: E402
 from addons.prefill import PrefillAddon  # noqa: E402
 from addons.rewrite import Rewriter  # noqa: E402
@@ -48,6 +49,7 @@ def build(services: Services | None = None) -> list[object]:
         ApiOptions(services, canary),
         ApiServer(services, address, chat, prefiller, canary),
         PrefillAddon(services, prefiller),
+        ConsoleView(services, address),
     ]
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -36,6 +38,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_retired": "retired",
         "col_waiting": "waiting",
         "pool_title": "Session pool",
+        "steps": (
+            "To start: 1) set your browser's proxy to {proxy} (only lmarena.ai / arena.ai are intercepted); "
+            "2) trust the CA once: open http://mitm.it through the proxy, or import {ca}; "
+            "3) open https://lmarena.ai/?mode=direct and chat once. OpenAI API: {api}  Dashboard: {dashboard}"
+        ),
+        "urls": "Proxy {proxy} · API {api} · Dashboard {dashboard}",
+        "pages_line": "Pages: {pages}",
+        "no_pages": "no page connected: open lmarena.ai in the browser that uses the proxy",
+        "errors_title": "Recent errors",
+        "strategy_line": "Strategy: {strategy}",
     },
     "zh": {
         "prefill_prompt": (
@@ -58,6 +70,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_retired": "已退役",
         "col_waiting": "排队",
         "pool_title": "会话池",
+        "steps": (
+            "开始使用：1) 把浏览器代理设为 {proxy}（只拦截 lmarena.ai / arena.ai）；2) 信任 CA 证书一次：通过代理打开 "
+            "http://mitm.it，或导入 {ca}；3) 打开 https://lmarena.ai/?mode=direct 聊一句。"
+            "OpenAI 接口：{api}  监控面板：{dashboard}"
+        ),
+        "urls": "代理 {proxy} · 接口 {api} · 监控面板 {dashboard}",
+        "pages_line": "页面：{pages}",
+        "no_pages": "没有已连接的页面：请在使用该代理的浏览器中打开 lmarena.ai",
+        "errors_title": "最近的错误",
+        "strategy_line": "策略：{strategy}",
     },
 }
 
@@ -136,3 +158,45 @@ def pool_table(stats: dict[str, dict[str, int]], lang: str = "en") -> Table:
             *(str(row.get(k, 0)) for k in ("total", "idle", "busy", "cooling", "retired", "waiting")),
         )
     return table
+
+
+def status_view(snapshot: dict[str, Any], urls: dict[str, str], lang: str = "en") -> Group:
+    """The live console view (pure: a monitor snapshot in, renderables out)."""
+    parts: list[Any] = [Text(text(lang, "urls", **urls), style="bold")]
+    pages = snapshot.get("pages") or []
+    if pages:
+        shown = ", ".join(f"{p['state']}" + (f" ({p['advice']})" if p.get("advice") else "") for p in pages)
+        parts.append(Text(text(lang, "pages_line", pages=shown)))
+    else:
+        parts.append(Text(text(lang, "no_pages"), style="yellow"))
+    strategy = snapshot.get("strategy") or {}
+    parts.append(Text(text(lang, "strategy_line", strategy=strategy.get("current", "?"))))
+    parts.append(pool_table(snapshot.get("models") or {}, lang))
+    errors = [r for r in snapshot.get("recent") or [] if r.get("ended_at") and r.get("status") != 200][-5:]
+    if errors:
+        table = Table(title=text(lang, "errors_title"))
+        for column in ("#", "model", "status", "error"):
+            table.add_column(column)
+        for r in errors:
+            where = f"{r.get('error_source') or ''}: {r.get('error') or ''}"
+            table.add_row(str(r["id"]), r["model"], str(r["status"]), where[:90])
+        parts.append(table)
+    return Group(*parts)
+
+
+class _LiveWriter:
+    """A file-like object that prints through a Live display, above its panel."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def write(self, data: str) -> int:
+        if data.strip():
+            self.live.console.print(Text.from_ansi(data.rstrip("\n")))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

@@ -149,14 +149,21 @@ class PrefillAddon:
                 return
             prompt = ui.text(self.lang, "prefill_prompt", per=per_model, models=len(plan),
                              total=sum(plan.values()), message=message)
-            if not await self._confirm(prompt):
-                log.info(ui.text(self.lang, "prefill_skipped"))
-                return
+            with self._terminal():
+                if not await self._confirm(prompt):
+                    log.info(ui.text(self.lang, "prefill_skipped"))
+                    return
         if self.prefiller.running:
             return
-        self._display = ui.PrefillProgress(self.console, self.lang)
-        self.prefiller.start(models, per_model, message, on_event=self._on_event)
-        await self.prefiller.wait()
+        with self._terminal():
+            self._display = ui.PrefillProgress(self.console, self.lang)
+            self.prefiller.start(models, per_model, message, on_event=self._on_event)
+            await self.prefiller.wait()
+
+    def _terminal(self) -> contextlib.AbstractContextManager[None]:
+        """The console view steps aside while the prompt and the progress bar use the terminal."""
+        view = ctx.master.addons.get("consoleview")
+        return view.paused() if view is not None else contextlib.nullcontext()
 
     async def _confirm(self, prompt: str) -> bool:
         loop = asyncio.get_running_loop()

@@ -160,6 +160,8 @@ def test_the_page_reconnects_after_a_restart_and_the_pool_survives(stack, page, 
 def test_no_secret_or_cookie_in_the_tool_output(stack, captured):
     output = stack.tool_output()
     assert "replaying conversation" in output
+    assert f"set your browser's proxy to 127.0.0.1:{stack.proxy_port}" in output, "start-up steps, as plain lines"
+    assert "Session pool" not in output, "no live panel when the output is not a terminal"
     assert not re.search(r"sim-[A-Za-z0-9_-]{32}", output), "a reCAPTCHA token reached the log"
     assert "base64-" not in output and "access_token" not in output, "a session cookie reached the log"
     secret = (stack.confdir / "lmarena-bridge-secret").read_text().strip()

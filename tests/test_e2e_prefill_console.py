@@ -103,6 +103,10 @@ def test_enter_creates_the_conversations_with_a_progress_bar(stack, playwright_i
         assert text.count("prefill: gemini-2.5-pro conversation ") == 2, "a log line per conversation"
         pool = httpx.get(stack.api_base + "/api/pool", timeout=5).json()["stats"]
         assert {m: pool[m]["idle"] for m in MODELS} == {m: 2 for m in MODELS}
+        # afterwards the live view is back: URLs, the page, the pool per model
+        text = wait_screen(tool.session, "│ gpt-5-high")  # a pool row in the live panel
+        assert f"Proxy 127.0.0.1:{stack.proxy_port}" in text and "Pages: ready" in text
+        assert "To start: 1) set your browser's proxy to" in text, "the steps a new user needs"
         browser.close()
     finally:
         tool.stop("prefill-enter")
