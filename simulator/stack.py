@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -167,9 +168,19 @@ class Stack:
             argv += ["--set", f"{key}={value}"]
         return argv
 
-    def start_tool(self, proxy_port: int = 0, **options: Any) -> None:
+    def start_tool(self, proxy_port: int = 0, web: bool = False, **options: Any) -> None:
+        """The tool under mitmdump, or under mitmweb (`web=True`, its UI on a free port, no browser opened)."""
         self._options = options
-        self.tool = _Proc("tool", self.tool_argv(proxy_port, **options))
+        argv = self.tool_argv(proxy_port, **options)
+        if web:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                web_port = s.getsockname()[1]
+            dumper_only = argv.index("dumper_filter=!(~u /__bridge/)")
+            del argv[dumper_only - 1 : dumper_only + 1]  # mitmweb has no dumper
+            argv[0] = str(Path(argv[0]).with_name("mitmweb"))
+            argv += ["--set", "web_open_browser=false", "--set", f"web_port={web_port}"]
+        self.tool = _Proc("tool", argv)
         self.proxy_port = int(self.tool.wait_for(r"proxy listening at .*:(\d+)").group(1))
         self.api_port = int(self.tool.wait_for(r"OpenAI-compatible API on http://[^:]+:(\d+)").group(1))
 

@@ -5,6 +5,7 @@ with Enter, or skips with Ctrl+C without stopping the tool.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import socket
@@ -157,3 +158,10 @@ def test_auto_prefills_without_asking_and_ask_without_a_terminal_says_how(stack,
         browser.close()
     finally:
         other.stop()
+
+
+def test_under_mitmweb_the_steps_give_its_token_url(stack):
+    stack.start_tool(web=True, arena_prefill="off")
+    line = stack.tool.wait_for(r"set your browser's proxy to", timeout=30).string
+    assert re.search(r"mitmweb http://127\.0\.0\.1:\d+/\?token=[0-9a-f]+", line), line
+    assert httpx.get(stack.api_base + "/healthz", timeout=5).status_code == 200
