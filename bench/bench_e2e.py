@@ -51,7 +51,8 @@ DIRECT_JS = """async ([sid, mid, modelId, prompt]) => {
     const {done, value} = await reader.read();
     if (done) break;
     buf += dec.decode(value, {stream: true});
-    if (first === null && buf.includes('a0:')) first = performance.now();
+    // a token counts once its whole line is in: what the site's own client can render
+    if (first === null && /(^|\\n)a0:[^\\n]*\\n/.test(buf)) first = performance.now();
   }
   return {first: first - t0, total: performance.now() - t0};
 }"""

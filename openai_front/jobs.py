@@ -52,7 +52,6 @@ class Job:
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
     ended: bool = False
     flow_seen: bool = False  # the proxy saw the page's request for this job
-    upstream_status: int | None = None
 
     def push(self, item: JobItem) -> None:
         if self.ended:

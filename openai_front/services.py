@@ -129,9 +129,8 @@ class Services:
         job = self.jobs.get(str(message.get("job", "")))
         if job is None or job.page_id != page.id:
             return
-        if kind == "job_status":
-            job.upstream_status = int(message.get("status") or 0)
-        elif kind == "job_error":
+        # job_status is informational: the proxy sees the same status first-hand
+        if kind == "job_error":
             job.fail(
                 f"the page could not send the request: {str(message.get('message', ''))[:300]}",
                 status=502,

@@ -150,12 +150,13 @@ class ChatService:
         raise failure_to_error(last)
 
     def _should_create(self, model: ModelInfo) -> bool:
-        """A model with no usable conversation gets a new one, up to its target number at once."""
+        """A model with no conversation at all gets a new one, up to its target number at once. One whose
+        conversations are only cooling down waits for them: a new conversation would meet the same limit."""
         settings = self.s.settings
         return (
             settings.fresh_when_empty
             and not model.virtual  # a battle conversation is one a person starts in battle mode
-            and self.s.pool.usable_count(model.name) == 0
+            and self.s.pool.servable_count(model.name) == 0
             and self.s.jobs.creating(model.name) < max(1, settings.sessions_per_model)
         )
 

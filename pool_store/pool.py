@@ -230,10 +230,6 @@ class SessionPool:
             return False
         return self.can_serve(conv)
 
-    def usable_count(self, model: str) -> int:
-        """Conversations that can serve this model now or once free (busy ones count)."""
-        return sum(1 for c in self._convs.values() if c.model == model and self._usable(c))
-
     def servable_count(self, model: str) -> int:
         """Conversations a page can serve now or later: ready, busy or cooling."""
         return sum(

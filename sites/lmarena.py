@@ -98,10 +98,6 @@ def post_path(prefix: str, session_id: str) -> str:
     return f"{prefix}post-to-evaluation/{session_id}"
 
 
-def is_stream_path(path: str, prefixes: Iterable[str] = STREAM_PREFIXES) -> bool:
-    return any(path.startswith(p) for p in prefixes)
-
-
 @dataclass
 class Turn:
     """What a create / post / retry request tells about a conversation. Never holds tokens."""
@@ -116,11 +112,6 @@ class Turn:
     user_message_id: str | None = None
     # assistant message ids by participant position ("a", "b")
     message_ids: dict[str, str] = field(default_factory=dict)
-    retried_position: str | None = None  # for retry: which position the retried message was, if known
-
-    @property
-    def model_id(self) -> str | None:
-        return self.model_a_id
 
 
 class BodyError(ValueError):
@@ -151,7 +142,6 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
             for msg in messages:
                 if isinstance(msg, dict) and msg.get("id") == call.message_id:
                     position = msg.get("participantPosition") or "a"
-        turn.retried_position = position
         turn.message_ids[position] = call.message_id
         return turn
 
@@ -180,19 +170,6 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
     if data.get("mode") == "direct":
         turn.message_ids.pop("b", None)  # tolerated in direct mode, never answered
     return turn
-
-
-def redact_body(body: bytes) -> str:
-    """The body as text with every token field replaced: safe for a log line."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return f"<{len(body)} bytes, not JSON>"
-    if isinstance(data, dict):
-        for key in SECRET_FIELDS:
-            if key in data:
-                data[key] = "REDACTED"
-    return json.dumps(data, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------- stream
@@ -512,7 +489,6 @@ def build_message_chain(
 
 
 UPLOAD_FIELD = "__bridgeUploads"  # where the page puts what it uploaded; removed before sending
-UPLOAD_ACTION_NAMES = ("generateUploadUrl", "getSignedUrl")
 
 
 def inline_files(turns: list[ChatTurn]) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -48,6 +48,14 @@ def running_stack(
     finally:
         keep_logs(stack, f"e2e-{name}")
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
+    """Chromium through the module's stack (each end-to-end module defines `stack`)."""
+    launched = playwright_instance.chromium.launch(**stack.launch_args())
+    yield launched
+    launched.close()
 
 
 def make_stack(name: str, **kw: object) -> Stack:

@@ -28,13 +28,6 @@ def stack() -> Iterator[Stack]:
         yield st
 
 
-@pytest.fixture(scope="module")
-def browser(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
-    b = playwright_instance.chromium.launch(**stack.launch_args())
-    yield b
-    b.close()
-
-
 def sim_config(stack: Stack, **values: Any) -> None:
     httpx.post(stack.sim_base + "/__sim/config", json=values, timeout=10)
 

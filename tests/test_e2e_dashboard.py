@@ -28,13 +28,6 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def browser(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
-    b = playwright_instance.chromium.launch(**stack.launch_args())
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def arena(stack: Stack, browser: Any) -> Any:
     context = browser.new_context()
     page = open_arena_page(stack, context)

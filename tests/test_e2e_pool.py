@@ -39,13 +39,6 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def browser(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
-    b = playwright_instance.chromium.launch(**stack.launch_args())
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def context(browser: Any) -> Iterator[Any]:
     ctx = browser.new_context()
     yield ctx

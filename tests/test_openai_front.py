@@ -368,3 +368,11 @@ async def test_two_token_refusals_flag_the_page_until_a_person_chats(client, pag
     assert waited.value.status_code == 503 and "needs_human_check" in waited.value.message
     services.pages.flag_identity("user:1", None)  # what the capture does when the person's own chat succeeds
     assert (await client.chat.completions.create(model=MODEL, messages=MESSAGES)).choices[0].message.content
+
+
+async def test_a_model_that_is_only_cooling_down_waits_instead_of_creating(raw, page, services):
+    services.pool.cool_down("s1", 60)
+    services.settings.queue_timeout = 0.3
+    response = await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    assert_error_shape(response, 429)
+    assert not any(m["type"] == "job" for m in page.sent), "no new conversation thrown at a rate limit"

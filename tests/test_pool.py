@@ -122,7 +122,7 @@ async def test_only_conversations_a_page_can_serve_are_leased():
     pool.upsert(conv("theirs", identity="user:2"))
     lease = await pool.lease("m", timeout=1)
     assert lease.conversation.session_id == "mine"
-    assert pool.usable_count("m") == 1
+    assert pool.servable_count("m") == 1
 
 
 async def test_cooling_conversation_comes_back_by_itself():
