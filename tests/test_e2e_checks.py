@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from simulator.stack import Stack, chat_in_page, wait_js
-from tests.conftest import running_stack
+from tests.conftest import running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,16 +34,6 @@ def sim_config(stack: Stack, **values: Any) -> None:
 
 def pages(stack: Stack) -> list[dict[str, Any]]:
     return httpx.get(stack.api_base + "/api/pages", timeout=10).json()["pages"]
-
-
-def wait_for(check: Any, timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Background:
@@ -77,7 +67,7 @@ def test_a_cloudflare_check_that_clears_by_itself(stack, browser):
     try:
         page = context.new_page()
         page.goto("https://lmarena.ai/?mode=direct")
-        states = wait_for(lambda: [p["state"] for p in pages(stack)], what="the challenge page to connect")
+        states = wait_until(lambda: [p["state"] for p in pages(stack)], what="the challenge page to connect")
         assert states == ["challenge"]
         assert "Cloudflare" in pages(stack)[0]["advice"]
         request = Background(stack, "asked during the check")
@@ -115,7 +105,7 @@ def test_a_recaptcha_v2_box_waits_for_a_person(stack, browser):
     try:
         page = context.new_page()
         page.goto("https://lmarena.ai/?mode=direct")
-        wait_for(lambda: [p["state"] for p in pages(stack)] == ["needs_human_check"], what="the v2 box")
+        wait_until(lambda: [p["state"] for p in pages(stack)] == ["needs_human_check"], what="the v2 box")
         request = Background(stack, "asked during the v2 check")
         time.sleep(1.5)
         assert request.thread.is_alive(), "the request waits, it does not fail"
@@ -132,7 +122,7 @@ def test_a_browser_without_a_session_is_told_to_sign_in(stack, browser):
     try:
         page = context.new_page()
         page.goto("https://lmarena.ai/?mode=direct")
-        wait_for(lambda: [p["state"] for p in pages(stack)] == ["signed_out"], what="the signed-out page")
+        wait_until(lambda: [p["state"] for p in pages(stack)] == ["signed_out"], what="the signed-out page")
         assert "sign in" in pages(stack)[0]["advice"]
         request = Background(stack, "asked while signed out")
         page.click("#sign-in")

@@ -21,7 +21,7 @@ import pytest
 
 from simulator.server import answer_for
 from simulator.stack import ROOT, Stack
-from tests.conftest import open_arena_page, running_stack
+from tests.conftest import open_arena_page, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,16 +69,6 @@ def pool_rows(stack: Stack, model: str) -> list[dict[str, Any]]:
 
 def states(stack: Stack, model: str) -> dict[str, str]:
     return {c["session_id"]: c["state"] for c in pool_rows(stack, model)}
-
-
-def wait_until(check: Any, timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ask(stack: Stack, text: str, model: str = GEMINI) -> str:

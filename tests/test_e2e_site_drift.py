@@ -4,7 +4,6 @@ asked; when retries are honoured again, it switches back. A strategy can also be
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterator
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from simulator.server import answer_for
 from simulator.stack import Stack, chat_in_page
 from sites import lmarena as site
-from tests.conftest import open_arena_page, running_stack
+from tests.conftest import open_arena_page, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -95,10 +94,7 @@ def test_a_pinned_strategy(stack, page):
 def test_the_canary_runs_by_itself_at_start_up(stack, page):
     stack.restart_tool(arena_strategy="auto", arena_canary_interval=600)
     stack.wait_page_connected(timeout=30)
-    deadline = time.monotonic() + 30
-    state = api(stack, "GET", "/api/strategy")
-    while state["canary"] is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        state = api(stack, "GET", "/api/strategy")
-    assert state["canary"] is not None and state["canary"]["ok"], "nobody asked: it ran at start-up"
+    state = wait_until(lambda: (s := api(stack, "GET", "/api/strategy"))["canary"] and s, timeout=30,
+                       what="the start-up canary")
+    assert state["canary"]["ok"], "nobody asked: it ran at start-up"
     assert state["current"] == "retry", "the simulator honours retries again by now"
