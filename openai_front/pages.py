@@ -116,13 +116,16 @@ class PageHub:
 
     def flag_identity(self, identity: str | None, state: str | None) -> None:
         """Mark (or clear, with None) every page of an identity, e.g. needs_human_check."""
+        changed = False
         for page in self.pages.values():
             if page.identity == identity and page.flagged != state:
                 page.flagged = state
+                changed = True
                 if state:
                     log.warning("page %s: %s — %s", page.id, state, ADVICE.get(state, ""))
-        self._changed.set()
-        self.on_page_change()
+        if changed:  # called after every successful chat of a person: usually nothing to do
+            self._changed.set()
+            self.on_page_change()
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until some page is ready (a challenge clearing, a person signing in)."""
