@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from mitmproxy import http
@@ -37,9 +37,6 @@ class Observation:
     content: bool = False
     finish: str | None = None
     error: str | None = None
-    lines: int = 0
-    first_line_at: float | None = None
-    positions: set[str] = field(default_factory=set)
 
 
 class Capture:
@@ -104,10 +101,6 @@ class Capture:
             try:
                 events = parser.feed(chunk) if chunk else parser.close()
                 for event in events:
-                    seen.lines += 1
-                    seen.positions.add(event.position)
-                    if seen.first_line_at is None:
-                        seen.first_line_at = time.time()
                     if event.kind in ("text", "image", "reasoning"):
                         seen.content = True
                     elif event.kind == "finish":
