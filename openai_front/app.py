@@ -33,7 +33,7 @@ from openai_front.protocol import ChatCompletionRequest, ImageRequest, PrefillRe
 from openai_front.ratelimit import RateLimiter
 from openai_front.requestlog import RequestRecord
 from openai_front.services import Services
-from openai_front.serving_chat import ChatService, Replay, close_record, estimate_tokens
+from openai_front.serving_chat import ChatService, Replay, close_record
 from openai_front.serving_images import ImageService
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def create_app(
         data = []
         for model in services.models.all():
             row = stats.get(model.name, {})
+            pooled = row.get("idle", 0) + row.get("busy", 0)
             data.append(
                 {
                     "id": model.name,
@@ -104,8 +105,8 @@ def create_app(
                     "owned_by": model.organization,
                     "capabilities": model.capabilities,
                     "modality": model.modality,
-                    "pooled_conversations": row.get("idle", 0) + row.get("busy", 0),
-                    "available": row.get("idle", 0) + row.get("busy", 0) > 0,
+                    "pooled_conversations": pooled,
+                    "available": pooled > 0,
                     "aliases": aliases.get(model.name, []),
                 }
             )
@@ -114,7 +115,6 @@ def create_app(
     @api.post("/v1/chat/completions", dependencies=[Depends(require_key), Depends(limit_rate)])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         record = services.requests.start(body.model, body.stream)
-        prompt_tokens = estimate_tokens("".join(str(m.content or "") for m in body.messages))
         pending = PendingStart(chat, chat.start(body, record))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
@@ -135,7 +135,7 @@ def create_app(
                     raise
                 if not body.stream:
                     assert replay is not None
-                    return await _unless_gone(chat.complete(replay, prompt_tokens), gone, record)
+                    return await _unless_gone(chat.complete(replay), gone, record)
             else:
                 replay = None
         finally:
@@ -155,7 +155,7 @@ def create_app(
                         yield {"data": json.dumps(e.body(), ensure_ascii=False)}
                         yield {"data": "[DONE]"}
                         return
-                async for chunk in chat.stream(current, include_usage, prompt_tokens):
+                async for chunk in chat.stream(current, include_usage):
                     yield {"data": json.dumps(chunk, ensure_ascii=False)}
                 yield {"data": "[DONE]"}
             except asyncio.CancelledError:

@@ -83,7 +83,7 @@ class Canary:
         record.canary = True
         try:
             replay = await asyncio.wait_for(self.chat.start(request, record, strategy=strategy), 120)
-            answer = await self.chat.complete(replay, 0)
+            answer = await self.chat.complete(replay)
         except (APIError, asyncio.TimeoutError) as e:
             close_record(record, getattr(e, "status", 504), str(e) or "timed out", "canary")
             return False, f"failed: {e or 'timed out'}"

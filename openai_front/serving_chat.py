@@ -77,6 +77,7 @@ class Replay:
     first: JobItem
     model: ModelInfo
     record: RequestRecord
+    prompt_tokens: int = 0  # estimated from the message text (never from attached files)
     started: float = field(default_factory=time.time)
 
     @property
@@ -111,6 +112,7 @@ class ChatService:
     ) -> Replay:
         """Everything up to the first answer line. Errors raised here are real HTTP statuses."""
         model, turns = self.validate(request)
+        prompt_tokens = estimate_tokens("".join(t.content for t in turns))
         settings = self.s.settings
         strategy = strategy or self.s.strategy.current
         if not self.s.pages.pages:
@@ -127,7 +129,7 @@ class ChatService:
         for attempt in range(max(1, settings.failover_tries)):
             record.attempts = attempt + 1
             if (strategy == "fresh" and not model.virtual) or self._should_create(model):
-                return await self._fresh(model, turns, record)
+                return await self._fresh(model, turns, record, prompt_tokens)
             lease = await self._lease(model, deadline)
             record.leased_at = time.time()
             record.conversation = lease.conversation.session_id
@@ -136,7 +138,7 @@ class ChatService:
             record.strategy = "continue" if kind == "post" else "retry"
             job, first = await self._replay(lease, turns, model, kind)
             if not isinstance(first, JobFailed):
-                return Replay(lease, job, first, model, record)
+                return Replay(lease, job, first, model, record, prompt_tokens)
             self._finish(lease, job, ok=False)
             last = first
             log.warning(
@@ -200,7 +202,9 @@ class ChatService:
         self.s.pages.flag_identity(conv.identity, "needs_human_check")
         return job, first
 
-    async def _fresh(self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord) -> Replay:
+    async def _fresh(
+        self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, prompt_tokens: int
+    ) -> Replay:
         """lmarena-proxy-server's way: a new conversation that carries the request, then joins the pool."""
         record.strategy = "fresh"
         record.leased_at = time.time()
@@ -212,7 +216,7 @@ class ChatService:
             log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, first.message,
                         first.kind)
             raise failure_to_error(first)
-        return Replay(None, job, first, model, record)
+        return Replay(None, job, first, model, record, prompt_tokens)
 
     async def create_job(self, model: ModelInfo, turns: list[site.ChatTurn]) -> tuple[Job, JobItem]:
         """Have a ready page create a conversation of `model` whose first turn carries `turns`."""
@@ -314,7 +318,7 @@ class ChatService:
 
     # ------------------------------------------------------------------ shaping
 
-    async def stream(self, replay: Replay, include_usage: bool, prompt_tokens: int) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, replay: Replay, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         """OpenAI chunks (as dicts), then an in-band error if the answer broke mid-way."""
         record = replay.record
         cid = "chatcmpl-" + uuid.uuid4().hex
@@ -355,13 +359,13 @@ class ChatService:
                 **base,
                 "choices": [],
                 "usage": {
-                    "prompt_tokens": prompt_tokens,
+                    "prompt_tokens": replay.prompt_tokens,
                     "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
+                    "total_tokens": replay.prompt_tokens + completion_tokens,
                 },
             }
 
-    async def complete(self, replay: Replay, prompt_tokens: int) -> dict[str, Any]:
+    async def complete(self, replay: Replay) -> dict[str, Any]:
         record = replay.record
         answer = Answer(self.s.settings, replay.position)
         async for item in self.items(replay):
@@ -387,9 +391,9 @@ class ChatService:
             "model": replay.model.name,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish}],
             "usage": {
-                "prompt_tokens": prompt_tokens,
+                "prompt_tokens": replay.prompt_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": replay.prompt_tokens + completion_tokens,
             },
         }
         if answer.sources:

@@ -16,7 +16,7 @@ import httpx
 from openai_front.errors import InvalidRequest, ModelNotFound, UpstreamError
 from openai_front.protocol import ChatCompletionRequest, ChatMessage, ImageRequest
 from openai_front.services import Services
-from openai_front.serving_chat import ChatService, close_record, estimate_tokens
+from openai_front.serving_chat import ChatService, close_record
 
 
 class ImageService:
@@ -48,7 +48,7 @@ class ImageService:
         chat_request = ChatCompletionRequest(model=model, messages=[ChatMessage(role="user", content=prompt)])
         try:
             replay = await self.chat.start(chat_request, record)
-            result = await self.chat.complete(replay, estimate_tokens(prompt))
+            result = await self.chat.complete(replay)
         except BaseException as e:
             close_record(record, getattr(e, "status", 499), str(e), "upstream")
             raise

@@ -376,3 +376,12 @@ async def test_a_model_that_is_only_cooling_down_waits_instead_of_creating(raw, 
     response = await raw.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
     assert_error_shape(response, 429)
     assert not any(m["type"] == "job" for m in page.sent), "no new conversation thrown at a rate limit"
+
+
+async def test_usage_counts_the_prompt_text_not_attached_files(client, page, services):
+    services.pool.upsert(Conversation("s3", "m3", "gemini-2.0-flash-001", identity="user:1"))
+    big = "data:image/png;base64," + "A" * 400_000
+    content = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": big}}]
+    result = await client.chat.completions.create(model="gemini-2.0-flash-001",
+                                                  messages=[{"role": "user", "content": content}])
+    assert result.usage.prompt_tokens == 4, "13 characters of text, the image not counted"
