@@ -208,14 +208,12 @@ def create_app(
 
     @api.get("/api/strategy", dependencies=[Depends(require_key)])
     async def strategy_state() -> dict[str, Any]:
-        state = services.strategy
-        return {"mode": state.mode, "current": state.current, "canary": state.canary}
+        return services.strategy.describe()
 
     @api.post("/api/canary", dependencies=[Depends(require_key)])
     async def canary_run() -> dict[str, Any]:
-        result = await canary.run()
-        state = services.strategy
-        return {"mode": state.mode, "current": state.current, "canary": result}
+        await canary.run()  # the result becomes the strategy's last canary
+        return services.strategy.describe()
 
     @api.get("/api/requests", dependencies=[Depends(require_key)])
     async def requests_recent(limit: int = 100, model: str | None = None) -> dict[str, Any]:

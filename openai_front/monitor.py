@@ -111,14 +111,13 @@ class Monitor:
              "conversation": r.conversation, "strategy": r.strategy}
             for r in self.s.requests.in_flight() if not r.canary
         ]
-        strategy = self.s.strategy
         return {
             "time": now,
             "uptime": now - self.started,
             "health": self.s.health()["status"],
             "lang": self.s.settings.lang,
-            "pages": [{**p.describe(), "advice": ADVICE.get(p.state, "")} for p in self.s.pages.pages.values()],
-            "strategy": {"mode": strategy.mode, "current": strategy.current, "canary": strategy.canary},
+            "pages": [p.describe() for p in self.s.pages.pages.values()],
+            "strategy": self.s.strategy.describe(),
             "models": dict(sorted(models.items())),
             "totals": totals,
             "in_flight": in_flight,

@@ -50,6 +50,9 @@ class StrategyState:
     def current(self) -> str:
         return self.chosen if self.mode == "auto" else self.mode
 
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "current": self.current, "canary": self.canary}
+
 
 @dataclass
 class Settings:
@@ -96,9 +99,8 @@ class Services:
         self.requests = RequestLog()
         self.pages.on_job_message = self._on_page_message
         self.pages.on_identity_change = self._on_identity_change
-        self.pool = SessionPool()
         self.on_pool_shrink: Callable[[str], None] = lambda model: None  # the keeper sets this
-        self.use_pool(pool or self.pool)
+        self.use_pool(pool or SessionPool())
 
     def use_pool(self, pool: SessionPool) -> None:
         """Serve from this pool (the store is opened once options are known)."""
@@ -164,7 +166,6 @@ class Services:
             "pool": pool,
             "jobs_in_flight": len(self.jobs),
             "models_from_page": self.models.page_updated is not None,
-            "strategy": {"mode": self.strategy.mode, "current": self.strategy.current,
-                         "canary": self.strategy.canary},
+            "strategy": self.strategy.describe(),
         }
 
