@@ -126,8 +126,8 @@ class PrefillAddon:
         if mode == "off":
             return
         delay = self.delay
-        while not self.services.pages.ready_pages():
-            await asyncio.sleep(0.5)
+        while not await self.services.pages.wait_ready(60):
+            pass
         ready_since = time.time()
         log.info(ui.text(self.lang, "prefill_waiting", delay=delay))
         while True:
