@@ -1,8 +1,9 @@
 # Shared by scripts/*.sh: a Python 3.12 virtualenv in .venv with the project installed,
 # and Debian's Chromium for the browser tests. Sourced, not run.
+# ARENA_VENV puts the virtualenv elsewhere (CI proves the run command in a venv of its own).
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+VENV="${ARENA_VENV:-$ROOT/.venv}"
 
 find_python312() {
   local candidates=("${ARENA_PYTHON:-}" python3.12)
@@ -21,7 +22,7 @@ find_python312() {
   return 1
 }
 
-# ensure_venv [extra]: create .venv and (re)install the project when pyproject.toml changed.
+# ensure_venv [extra]: create the venv and (re)install the project when pyproject.toml changed.
 ensure_venv() {
   local extra="${1:-}"
   local spec="."
@@ -33,13 +34,13 @@ ensure_venv() {
       echo "       Install python3.12, or set ARENA_PYTHON=/path/to/python3.12." >&2
       exit 2
     fi
-    echo "==> creating .venv with $py"
+    echo "==> creating $VENV with $py"
     "$py" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
   fi
   local stamp="$VENV/.installed-${extra:-base}"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    echo "==> installing $spec into .venv"
+    echo "==> installing $spec into $VENV"
     (cd "$ROOT" && "$VENV/bin/python" -m pip install -q -e "$spec")
     touch "$stamp"
   fi

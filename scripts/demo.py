@@ -41,8 +41,8 @@ def main() -> int:
             stack.wait_page_connected()
             print("   page connected to the tool")
             print(f"3. chatting once in the page with {MODEL} (as a person would) ...")
-            answer = chat_in_page(page, MODEL, "Hi")
-            print(f"   page answer: {answer['text']}")
+            in_page = chat_in_page(page, MODEL, "Hi")
+            print(f"   page answer: {in_page['text']}")
             pool = httpx.get(stack.api_base + "/api/pool", timeout=10).json()
             print(f"   pool: {pool['stats']}")
             print("4. the openai SDK asks the same model, streaming:")
@@ -56,11 +56,16 @@ def main() -> int:
                 ],
             )
             print("   ", end="")
+            answer = ""
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
+                    answer += chunk.choices[0].delta.content
                     print(chunk.choices[0].delta.content, end="", flush=True)
-            print("\n   done: the SDK's messages were written into a replayed retry of the captured conversation.")
             browser.close()
+            if "Say something through the bridge, please." not in answer:
+                print("\n   FAILED: the answer does not echo the SDK's message", file=sys.stderr)
+                return 1
+            print("\n   done: the SDK's messages were written into a replayed retry of the captured conversation.")
     finally:
         stack.stop()
     return 0

@@ -50,3 +50,5 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     assert "bash scripts/run.sh" in text and "bash scripts/test.sh" in text
     ci = (README.parent / ".ci" / "run").read_text("utf-8")
     assert "exec bash scripts/test.sh" in ci
+    # the run command is proven in a base install before the test extras arrive, and the demo runs
+    assert ci.index("bash scripts/check_run.sh") < ci.index("bash scripts/demo.sh") < ci.index("exec bash")
