@@ -1,33 +1,29 @@
-"""Options that shape requests and answers, and guard the API (issue 4's settings)."""
+"""Options that shape requests and answers, choose the strategy, and guard the API."""
 
 from __future__ import annotations
 
 import logging
-import re
 
 from mitmproxy import ctx, exceptions
 
-from addons.api_server import seconds
-from openai_front.canary import Canary
-from openai_front.services import STRATEGIES, Services
+from addons.options import parsed
+from relay.canary import Canary
+from relay.options import (
+    parse_aliases,
+    parse_choice,
+    parse_recaptcha_actions,
+    parse_route_prefix,
+    parse_seconds,
+    parse_sitekey,
+    parse_upload_actions,
+)
+from relay.services import Services
+from relay.settings import STRATEGIES
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
-_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
-
-
-def parse_aliases(value: str) -> dict[str, str]:
-    """`alias=model,alias2=model2` → {alias: model}."""
-    aliases = {}
-    for pair in (p.strip() for p in value.split(",")):
-        if not pair:
-            continue
-        alias, sep, model = pair.partition("=")
-        if not sep or not alias.strip() or not model.strip():
-            raise ValueError(f"{pair!r} is not alias=model")
-        aliases[alias.strip()] = model.strip()
-    return aliases
+STRATEGY_CHOICES = ("auto", *map(str, STRATEGIES))
 
 
 class ApiOptions:
@@ -61,7 +57,7 @@ class ApiOptions:
                           "reCAPTCHA actions: for create and post, then for retry.")
         loader.add_option("arena_strategy", str, "auto",
                           "How requests reach the site: auto (the canary chooses), retry, continue or fresh.",
-                          choices=["auto", *STRATEGIES])
+                          choices=STRATEGY_CHOICES)
         loader.add_option("arena_canary_interval", str, "900",
                           "Seconds between canary checks of the strategy (also run at start-up); 0: on demand only.")
         loader.add_option("arena_route_prefix", str, "",
@@ -71,54 +67,36 @@ class ApiOptions:
 
     def configure(self, updated: set[str]) -> None:
         settings = self.services.settings
-        if "arena_tavern_mode" in updated:
-            settings.tavern_mode = ctx.options.arena_tavern_mode
-        if "arena_bypass_mode" in updated:
-            settings.bypass_mode = ctx.options.arena_bypass_mode
-        if "arena_reasoning_as_think" in updated:
-            settings.reasoning_as_think = ctx.options.arena_reasoning_as_think
-        if "arena_citations" in updated:
-            settings.citations = ctx.options.arena_citations
+        for option, attribute in (("arena_tavern_mode", "tavern_mode"), ("arena_bypass_mode", "bypass_mode"),
+                                  ("arena_reasoning_as_think", "reasoning_as_think"),
+                                  ("arena_citations", "citations"), ("arena_upload_files", "upload_files")):
+            if option in updated:
+                setattr(settings, attribute, getattr(ctx.options, option))
         if {"arena_model_aliases", "arena_auto_aliases"} & updated:
-            try:
-                aliases = parse_aliases(ctx.options.arena_model_aliases)
-            except ValueError as e:
-                raise exceptions.OptionsError(f"arena_model_aliases: {e}") from e
+            aliases = parsed("arena_model_aliases", parse_aliases)
             unknown = [m for m in aliases.values() if self.services.models.resolve(m) is None]
             if unknown:
                 raise exceptions.OptionsError(f"arena_model_aliases: unknown models: {', '.join(unknown)}")
             self.services.models.set_aliases(aliases, ctx.options.arena_auto_aliases)
         if "arena_route_prefix" in updated:
-            prefix = ctx.options.arena_route_prefix.rstrip("/")
-            if not _PREFIX.match(prefix):
-                raise exceptions.OptionsError("arena_route_prefix: a path such as /arena")
+            prefix = parsed("arena_route_prefix", parse_route_prefix)
             if self.started and prefix != settings.route_prefix:
                 log.warning("arena_route_prefix changes only after a restart")
             else:
                 settings.route_prefix = prefix
-        if "arena_upload_files" in updated:
-            settings.upload_files = ctx.options.arena_upload_files
         if "arena_upload_actions" in updated:
-            ids = [i.strip() for i in ctx.options.arena_upload_actions.split(",") if i.strip()]
-            if ids and (len(ids) != 2 or not all(re.fullmatch(r"[0-9a-f]{40,44}", i) for i in ids)):
-                raise exceptions.OptionsError("arena_upload_actions: two hex action ids, comma-separated")
-            settings.upload_actions = ",".join(ids)
+            settings.upload_actions = parsed("arena_upload_actions", parse_upload_actions)
         if "arena_recaptcha_sitekey" in updated:
-            if not re.fullmatch(r"[A-Za-z0-9_-]{20,60}", ctx.options.arena_recaptcha_sitekey):
-                raise exceptions.OptionsError("arena_recaptcha_sitekey does not look like a reCAPTCHA key")
-            settings.recaptcha_sitekey = ctx.options.arena_recaptcha_sitekey
+            settings.recaptcha_sitekey = parsed("arena_recaptcha_sitekey", parse_sitekey)
         if "arena_recaptcha_actions" in updated:
-            actions = [a.strip() for a in ctx.options.arena_recaptcha_actions.split(",")]
-            if len(actions) != 2 or not all(re.fullmatch(r"[A-Za-z_/]+", a) for a in actions):
-                raise exceptions.OptionsError("arena_recaptcha_actions: two actions, e.g. chat_submit,chat_retry")
-            settings.action_submit, settings.action_retry = actions
+            settings.recaptcha_actions = parsed("arena_recaptcha_actions", parse_recaptcha_actions)
         if "arena_strategy" in updated:
-            self.services.strategy.mode = ctx.options.arena_strategy
+            self.services.strategy.mode = parsed("arena_strategy", parse_choice, STRATEGY_CHOICES)
         if "arena_canary_interval" in updated:
-            self.canary.interval = seconds("arena_canary_interval")
+            self.canary.interval = parsed("arena_canary_interval", parse_seconds)
         if "arena_rate_limit" in updated:
             if ctx.options.arena_rate_limit < 0:
-                raise exceptions.OptionsError("arena_rate_limit must not be negative")
+                raise exceptions.OptionsError("arena_rate_limit: must not be negative")
             settings.rate_limit = ctx.options.arena_rate_limit
 
     def running(self) -> None:

@@ -16,14 +16,13 @@ import uvicorn
 from mitmproxy import ctx, exceptions
 
 from addons.channel import ApiAddress
+from addons.options import parsed
 from openai_front.app import create_app
-from openai_front.canary import Canary
-from openai_front.jsonlog import RequestJournal
-from openai_front.pages import load_secret
-from openai_front.prefill import Prefiller
-from openai_front.services import Services
-from openai_front.serving_chat import ChatService
-from pool_store.pool import SessionPool, TinyPoolStore
+from pool_store.storage import TinyPoolStore
+from relay.core import Core
+from relay.journal import RequestJournal
+from relay.options import parse_api_keys, parse_int_range, parse_seconds
+from relay.pages import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -40,41 +39,11 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def seconds(option: str, positive: bool = False) -> float:
-    """A duration option: mitmproxy's --set has no float type, so durations are strings of seconds."""
-    raw = getattr(ctx.options, option)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise exceptions.OptionsError(f"{option} must be a number of seconds, not {raw!r}") from None
-    if value < 0 or (positive and value == 0) or value != value or value == float("inf"):
-        raise exceptions.OptionsError(f"{option} must be {'positive' if positive else 'zero or more'}")
-    return value
-
-
-def read_keys(value: str) -> list[str]:
-    """`arena_api_key`: comma-separated keys, or `@path` of a file with one key per line."""
-    value = value.strip()
-    if value.startswith("@"):
-        path = os.path.expanduser(value[1:])
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except OSError as e:
-            raise exceptions.OptionsError(f"arena_api_key: cannot read {path}: {e.strerror}") from e
-        return [k.strip() for k in lines if k.strip() and not k.strip().startswith("#")]
-    return [k.strip() for k in value.split(",") if k.strip()]
-
-
 class ApiServer:
-    def __init__(
-        self, services: Services, address: ApiAddress, chat: ChatService, prefiller: Prefiller, canary: Canary
-    ) -> None:
-        self.services = services
+    def __init__(self, core: Core, address: ApiAddress) -> None:
+        self.core = core
+        self.services = core.services
         self.address = address
-        self.chat = chat
-        self.prefiller = prefiller
-        self.canary = canary
         self.server: _EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.store: TinyPoolStore | None = None
@@ -129,53 +98,51 @@ class ApiServer:
             except OSError as e:
                 raise exceptions.OptionsError(f"cannot keep the page channel secret in {path}: {e}") from e
         if "arena_api_key" in updated:
-            settings.api_keys = read_keys(ctx.options.arena_api_key)
-        if "arena_queue_timeout" in updated:
-            settings.queue_timeout = seconds("arena_queue_timeout", positive=True)
-        if "arena_upstream_timeout" in updated:
-            settings.upstream_timeout = seconds("arena_upstream_timeout", positive=True)
-        if "arena_keepalive" in updated:
-            settings.keepalive = seconds("arena_keepalive", positive=True)
-        if "arena_page_wait" in updated:
-            settings.page_wait = seconds("arena_page_wait")
+            settings.api_keys = parsed("arena_api_key", parse_api_keys)
+        for option, attribute, positive in (("arena_queue_timeout", "queue_timeout", True),
+                                            ("arena_upstream_timeout", "upstream_timeout", True),
+                                            ("arena_keepalive", "keepalive", True),
+                                            ("arena_page_wait", "page_wait", False)):
+            if option in updated:
+                setattr(settings, attribute, parsed(option, parse_seconds, positive))
         if "arena_failover_tries" in updated:
-            if not 1 <= ctx.options.arena_failover_tries <= 10:
-                raise exceptions.OptionsError("arena_failover_tries must be between 1 and 10")
-            settings.failover_tries = ctx.options.arena_failover_tries
+            settings.failover_tries = parsed("arena_failover_tries", parse_int_range, 1, 10)
         if "arena_fresh_conversations" in updated:
             settings.fresh_when_empty = ctx.options.arena_fresh_conversations
-        if "arena_api_port" in updated and not 0 <= ctx.options.arena_api_port < 65536:
-            raise exceptions.OptionsError("arena_api_port must be between 0 and 65535")
+        if "arena_api_port" in updated:
+            parsed("arena_api_port", parse_int_range, 0, 65535)
+        if "arena_log_max_mb" in updated:
+            parsed("arena_log_max_mb", parse_int_range, 1, 1 << 20)
         if "arena_store" in updated:
             self._open_store(ctx.options.arena_store)
         if {"arena_log_dir", "arena_log_max_mb"} & updated:
-            if ctx.options.arena_log_max_mb < 1:
-                raise exceptions.OptionsError("arena_log_max_mb must be at least 1")
-            listeners = self.services.requests.listeners
-            if self.journal is not None and self.journal in listeners:
-                listeners.remove(self.journal)
-            self.journal = None
-            if ctx.options.arena_log_dir:
-                directory = os.path.abspath(os.path.expanduser(ctx.options.arena_log_dir))
-                self.journal = RequestJournal(directory, ctx.options.arena_log_max_mb * 1024 * 1024)
-                listeners.append(self.journal)
+            self._open_journal(ctx.options.arena_log_dir, ctx.options.arena_log_max_mb)
         if ({"arena_api_host", "arena_api_port"} & updated) and self.server is not None:
             log.warning("the API address changes only after a restart")
+
+    def _open_journal(self, directory: str, max_mb: int) -> None:
+        listeners = self.services.requests.listeners
+        if self.journal is not None:
+            listeners.remove(self.journal)
+            self.journal.close()
+            self.journal = None
+        if directory:
+            self.journal = RequestJournal(os.path.abspath(os.path.expanduser(directory)), max_mb * 1024 * 1024)
+            listeners.append(self.journal)
 
     def _open_store(self, path: str) -> None:
         path = os.path.abspath(os.path.expanduser(path)) if path else ""
         if path == self.store_path:
             return
-        if self.store is not None:
-            self.store.close()
         try:
             store = TinyPoolStore(path or None)
-            pool = SessionPool(store=store)
+            self.services.pool.use_store(store)
         except (OSError, ValueError) as e:
             raise exceptions.OptionsError(f"arena_store: cannot open {path}: {e}") from e
+        if self.store is not None:
+            self.store.close()
         self.store, self.store_path = store, path
-        self.services.use_pool(pool)
-        log.info("pool file %s: %d conversations", path or "(memory)", len(pool))
+        log.info("pool file %s: %d conversations", path or "(memory)", len(self.services.pool))
 
     async def running(self) -> None:
         if self.task is not None:
@@ -193,7 +160,7 @@ class ApiServer:
         self.bound_port = sock.getsockname()[1]
         self.address.host, self.address.port = host, self.bound_port
         config = uvicorn.Config(
-            create_app(self.services, self.chat, self.prefiller, self.canary),
+            create_app(self.core),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -214,4 +181,7 @@ class ApiServer:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
         if self.store is not None:
+            await self.store.drain()
             self.store.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -28,28 +28,26 @@ from addons.console_view import ConsoleView  # noqa: E402
 from addons.inject import Injector  # noqa: E402
 from addons.prefill import PrefillAddon  # noqa: E402
 from addons.rewrite import Rewriter  # noqa: E402
-from openai_front.canary import Canary  # noqa: E402
-from openai_front.prefill import Prefiller  # noqa: E402
-from openai_front.services import Services  # noqa: E402
-from openai_front.serving_chat import ChatService  # noqa: E402
+from relay.core import assemble  # noqa: E402
+from relay.services import Services  # noqa: E402
 
 
 def build(services: Services | None = None) -> list[object]:
-    services = services or Services()
+    """The composition root: the core assembled once (relay.core.assemble wires who tells whom), and
+    the addons, each given only what it needs. The order is the order of mitmproxy's hooks."""
+    core = assemble(services)
+    services = core.services
     address = ApiAddress()
-    chat = ChatService(services)
-    prefiller = Prefiller(services, chat)
-    canary = Canary(services, chat)
     return [
         Classify(),
         Channel(address),
         Injector(services.pages, services.models),
         Rewriter(services.jobs),
         Capture(services),
-        ApiOptions(services, canary),
-        ApiServer(services, address, chat, prefiller, canary),
-        PrefillAddon(services, prefiller),
-        ConsoleView(services, address),
+        ApiOptions(services, core.canary),
+        ApiServer(core, address),
+        PrefillAddon(services, core.prefiller),
+        ConsoleView(services, core.monitor, address),
     ]
 
 

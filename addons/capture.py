@@ -17,10 +17,10 @@ from mitmproxy import http
 
 from addons.classify import arena_host, stream_call
 from addons.rewrite import META_JOB
-from openai_front.jobs import JobDone, JobFailed
-from openai_front.models import battle_model_name
-from openai_front.services import Services
 from pool_store.pool import Conversation, SessionPool
+from relay.jobs import JobDone, JobFailed
+from relay.models import battle_model_name
+from relay.services import Services
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,14 @@ class Capture:
         if call is None or flow.response is not None:
             return
         flow.metadata[META_IDENTITY] = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
-        self.services.site.last_activity = time.time()
+        observed = self.services.observed
+        observed.last_activity = time.time()
         try:
             turn = site.parse_request(call, flow.request.content or b"")
             flow.metadata[META_TURN] = turn
-            if turn.era in ("a", "b") and META_JOB not in flow.metadata:
-                self.services.site.era = turn.era  # what the site's own client sends now
-                self.services.site.prefix = call.prefix
+            if turn.body_format != site.BodyFormat.TOKEN_ONLY and META_JOB not in flow.metadata:
+                observed.body_format = turn.body_format  # what the site's own client sends now
+                observed.prefix = call.prefix
         except site.BodyError as e:
             log.warning("could not read a %s request body (%s): %s", call.kind, flow.request.path, e)
 
@@ -87,7 +88,8 @@ class Capture:
         if stream_call(flow) is None or META_OUTCOME in flow.metadata:
             return
         message = flow.error.msg if flow.error else "connection error"
-        self._finish(flow, Observation(), site.Failure(502, f"connection ended: {message}", "keep", kind="aborted"))
+        failure = site.Failure(502, f"connection ended: {message}", "keep", kind=site.FailureKind.ABORTED)
+        self._finish(flow, Observation(), failure)
 
     # ------------------------------------------------------------------ stream tap
 
@@ -123,12 +125,7 @@ class Capture:
         if META_OUTCOME in flow.metadata:
             return
         if failure is None:
-            if seen.error:
-                failure = site.Failure(502, f"the answer failed: {seen.error}", "keep", kind="stream_error")
-            elif seen.finish is None:
-                failure = site.Failure(502, "the answer stopped before its last line", "keep", kind="truncated")
-            elif not seen.content:
-                failure = site.Failure(502, "the answer was empty", "keep", kind="empty")
+            failure = site.answer_failure(seen.error, seen.finish is not None, seen.content)
         flow.metadata[META_OUTCOME] = "ok" if failure is None else failure.kind
         call = stream_call(flow)
         turn: site.Turn | None = flow.metadata.get(META_TURN)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import http
 
+from addons.options import parsed
+from relay.options import parse_hosts, parse_stream_prefixes
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,9 @@ class Classify:
 
     def configure(self, updated: set[str]) -> None:
         if "arena_hosts" in updated:
-            hosts = frozenset(h.strip().lower() for h in ctx.options.arena_hosts.split(",") if h.strip())
-            if not hosts:
-                raise exceptions.OptionsError("arena_hosts must name at least one host")
-            self.hosts = hosts
+            self.hosts = parsed("arena_hosts", parse_hosts)
         if "arena_stream_prefixes" in updated:
-            prefixes = tuple(p.strip() for p in ctx.options.arena_stream_prefixes.split(",") if p.strip())
-            if not prefixes or not all(p.startswith("/") and p.endswith("/") for p in prefixes):
-                raise exceptions.OptionsError("arena_stream_prefixes: each prefix starts and ends with '/'")
-            self.prefixes = prefixes
+            self.prefixes = parsed("arena_stream_prefixes", parse_stream_prefixes)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         host = flow.request.pretty_host.lower()

@@ -1,6 +1,6 @@
 """The terminal while the tool runs: the start-up steps a new user needs, then (in a terminal) a live
 view of URLs, page states, the pool and recent errors; plain log lines when the output is not a
-terminal. The rendering lives in addons/console.py."""
+terminal. The rendering lives in terminal/console.py."""
 
 from __future__ import annotations
 
@@ -13,16 +13,22 @@ from typing import Any, Iterator
 
 from mitmproxy import ctx
 
-from addons import console as ui
 from addons.channel import ApiAddress
-from openai_front.services import Services
+from addons.options import parsed
+from relay.monitor import Monitor
+from relay.options import parse_choice
+from relay.services import Services
+from terminal import console as ui
 
 log = logging.getLogger(__name__)
 
+CONSOLE_CHOICES = ("auto", "live", "plain")
+
 
 class ConsoleView:
-    def __init__(self, services: Services, address: ApiAddress) -> None:
+    def __init__(self, services: Services, monitor: Monitor, address: ApiAddress) -> None:
         self.services = services
+        self.monitor = monitor
         self.address = address
         self.live: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -32,8 +38,12 @@ class ConsoleView:
         loader.add_option(
             "arena_console", str, "auto",
             "Console view: live (a live panel), plain (log lines), or auto (live in a terminal).",
-            choices=["auto", "live", "plain"],
+            choices=CONSOLE_CHOICES,
         )
+
+    def configure(self, updated: set[str]) -> None:
+        if "arena_console" in updated:
+            parsed("arena_console", parse_choice, CONSOLE_CHOICES)
 
     def urls(self) -> dict[str, str]:
         proxy = "127.0.0.1:8080"
@@ -74,7 +84,7 @@ class ConsoleView:
             self._restore.append((dumper, "outfp", dumper.outfp))
             dumper.outfp = writer
         self.live.start()
-        self._task = asyncio.ensure_future(self._refresh(urls, lang))
+        self._task = asyncio.get_running_loop().create_task(self._refresh(urls, lang))
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -93,9 +103,8 @@ class ConsoleView:
 
     async def _refresh(self, urls: dict[str, str], lang: str) -> None:
         while True:
-            monitor = self.services.monitor
-            if monitor is not None and self.live is not None:
-                snapshot = monitor.snapshot()
+            if self.live is not None:
+                snapshot = self.monitor.snapshot()
                 snapshot["recent"] = self.services.requests.recent(50)
                 self.live.update(ui.status_view(snapshot, urls, lang))
             await asyncio.sleep(1)

@@ -13,10 +13,11 @@ from importlib import resources
 
 from mitmproxy import http
 
-from addons.api_server import seconds
 from addons.classify import CHANNEL_PREFIX, META_CALL, META_CHANNEL, arena_host
-from openai_front.models import ModelRegistry
-from openai_front.pages import PageHub
+from addons.options import parsed
+from relay.models import ModelRegistry
+from relay.options import parse_seconds
+from relay.pages import PageHub
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Injector:
 
     def configure(self, updated: set[str]) -> None:
         if "arena_challenge_reload" in updated:
-            self.challenge_reload_ms = int(seconds("arena_challenge_reload", positive=True) * 1000)
+            self.challenge_reload_ms = int(parsed("arena_challenge_reload", parse_seconds, True) * 1000)
             self._source = None
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -14,14 +14,18 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from mitmproxy import ctx, exceptions
+from mitmproxy import ctx
 
-from addons import console as ui
-from addons.api_server import seconds
-from openai_front.prefill import Prefiller, PrefillItem, PrefillRun, select_models
-from openai_front.services import Services
+from addons.options import parsed
+from relay.options import parse_choice, parse_int_range, parse_seconds, parse_text
+from relay.prefill import Prefiller, PrefillItem, PrefillRun, select_models
+from relay.services import Services
+from terminal import console as ui
 
 log = logging.getLogger(__name__)
+
+PREFILL_CHOICES = ("ask", "auto", "off")
+LANG_CHOICES = ("auto", "en", "zh")
 
 
 @contextlib.contextmanager
@@ -57,7 +61,7 @@ class PrefillAddon:
         loader.add_option(
             "arena_prefill", str, "ask",
             "Create conversations on start-up: ask (on the console; off without a terminal), auto, or off.",
-            choices=["ask", "auto", "off"],
+            choices=PREFILL_CHOICES,
         )
         loader.add_option(
             "arena_prefill_delay", str, "30",
@@ -80,37 +84,32 @@ class PrefillAddon:
         )
         loader.add_option(
             "arena_lang", str, "auto", "Console language: en, zh, or auto (the system locale).",
-            choices=["auto", "en", "zh"],
+            choices=LANG_CHOICES,
         )
 
     def configure(self, updated: set[str]) -> None:
         settings = self.services.settings
         if "arena_sessions_per_model" in updated:
-            if not 1 <= ctx.options.arena_sessions_per_model <= 64:
-                raise exceptions.OptionsError("arena_sessions_per_model must be between 1 and 64")
-            settings.sessions_per_model = ctx.options.arena_sessions_per_model
+            settings.sessions_per_model = parsed("arena_sessions_per_model", parse_int_range, 1, 64)
         if "arena_prefill_message" in updated:
-            if not ctx.options.arena_prefill_message.strip():
-                raise exceptions.OptionsError("arena_prefill_message must not be empty")
-            settings.prefill_message = ctx.options.arena_prefill_message
+            settings.prefill_message = parsed("arena_prefill_message", parse_text)
         if "arena_prefill_interval" in updated:
-            self.prefiller.interval = seconds("arena_prefill_interval")
+            self.prefiller.interval = parsed("arena_prefill_interval", parse_seconds)
         if "arena_prefill_delay" in updated:
-            self.delay = seconds("arena_prefill_delay")
+            self.delay = parsed("arena_prefill_delay", parse_seconds)
         if "arena_prefill_models" in updated:
-            try:
-                select_models(self.services, ctx.options.arena_prefill_models)
-            except ValueError as e:
-                raise exceptions.OptionsError(f"arena_prefill_models: {e}") from e
+            parsed("arena_prefill_models", lambda spec: select_models(self.services, spec))
         if "arena_pool_heal" in updated:
             self.prefiller.heal = ctx.options.arena_pool_heal
+        if "arena_prefill" in updated:
+            parsed("arena_prefill", parse_choice, PREFILL_CHOICES)
         if "arena_lang" in updated:
-            self.lang = ui.language(ctx.options.arena_lang)
+            self.lang = ui.language(parsed("arena_lang", parse_choice, LANG_CHOICES))
             settings.lang = self.lang
 
     def running(self) -> None:
         if self._task is None:
-            self._task = asyncio.ensure_future(self._startup())
+            self._task = asyncio.get_running_loop().create_task(self._startup())
             self.prefiller.start_keeper()
 
     async def done(self) -> None:
@@ -131,7 +130,7 @@ class PrefillAddon:
         ready_since = time.time()
         log.info(ui.text(self.lang, "prefill_waiting", delay=delay))
         while True:
-            quiet_since = max(self.services.site.last_activity, ready_since)
+            quiet_since = max(self.services.observed.last_activity, ready_since)
             left = quiet_since + delay - time.time()
             if left <= 0 and self.services.pages.ready_pages():
                 break

@@ -13,7 +13,7 @@ from typing import Any
 from mitmproxy import http
 
 from addons.classify import stream_call
-from openai_front.jobs import Job, JobTable
+from relay.jobs import Job, JobTable, ToolFailure
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -40,52 +40,42 @@ class Rewriter:
                 409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
             )
             return
-        if call.kind != job.kind or (job.kind != "create" and call.session_id != _session(job)) or (
-            job.kind == "retry" and job.conversation is not None
+        if call.kind != job.call or (job.call != "create" and call.session_id != job.target_session) or (
+            job.call == "retry" and job.conversation is not None
             and call.message_id != job.conversation.retry_message_id()
         ):
-            job.fail("the page sent a different request than the one asked for", kind="page_error", source="proxy")
+            job.fail("the page sent a different request than the one asked for", 502, ToolFailure.PAGE_ERROR, "proxy")
             flow.response = http.Response.make(
                 409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}
             )
             return
         original, turns = _take_uploads(flow.request.content or b"", job)
-        if job.kind == "create":
-            flow.request.content = self._create_body(original, job, turns)
-            target = job.session_id
-        elif job.kind == "post":
-            assert job.conversation is not None
-            target = job.conversation.session_id
-            body, _, _ = site.build_create_body(
-                job.era, target, job.model_id or "", job.modality, turns, kind="post"
-            )
-            flow.request.content = _with_token(original, body)
-        else:
-            conv = job.conversation
-            assert conv is not None
-            flow.request.content = site.rewrite_retry_body(
-                original,
-                turns,
-                conv.session_id,
-                job.model_id,
-                mode=conv.mode,
-                position=conv.position,
-                modality=conv.modality,
-            )
-            target = conv.session_id
+        flow.request.content = job_body(job, original, turns)
         job.flow_seen = True
         flow.metadata[META_JOB] = job.id
         log.info(
             "%s conversation %s (%s) for job %s with %d messages",
-            {"create": "creating", "post": "continuing"}.get(job.kind, "replaying"), target, job.model, job.id[:8],
-            len(job.turns),
+            {"create": "creating", "post": "continuing"}.get(job.call, "replaying"), job.target_session, job.model,
+            job.id[:8], len(job.turns),
         )
 
-    @staticmethod
-    def _create_body(original: bytes, job: Job, turns: list[site.ChatTurn]) -> bytes:
+
+def job_body(job: Job, original: bytes, turns: list[site.ChatTurn]) -> bytes:
+    """The body the site gets for a job: the client's conversation written in, the page's fresh token kept."""
+    if job.call == "create":
         job.session_id = site.uuid7()
-        body, _, _ = site.build_create_body(job.era, job.session_id, job.model_id or "", job.modality, turns)
+        body, _, _ = site.build_create_body(job.body_format, job.session_id, job.model_id or "", job.modality, turns)
         return _with_token(original, body)
+    conv = job.conversation
+    assert conv is not None
+    if job.call == "post":
+        body, _, _ = site.build_create_body(
+            job.body_format, conv.session_id, job.model_id or "", job.modality, turns, call="post"
+        )
+        return _with_token(original, body)
+    return site.rewrite_retry_body(
+        original, turns, conv.session_id, job.model_id, mode=conv.mode, side=conv.side, modality=conv.modality
+    )
 
 
 def _with_token(original: bytes, body: dict[str, Any]) -> bytes:
@@ -112,7 +102,3 @@ def _take_uploads(original: bytes, job: Job) -> tuple[bytes, list[site.ChatTurn]
     uploaded = data.pop(site.UPLOAD_FIELD)
     turns = site.with_uploaded(job.turns, uploaded if isinstance(uploaded, dict) else {})
     return json.dumps(data).encode("utf-8"), turns
-
-
-def _session(job: Job) -> str | None:
-    return job.conversation.session_id if job.conversation else None

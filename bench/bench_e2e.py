@@ -16,7 +16,6 @@ Prints medians and p90 of time to first token and total time, and the ratio tool
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import openai  # noqa: E402
 from openai.types.chat import ChatCompletionMessageParam  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from relay.stats import percentile  # noqa: E402
 from simulator.stack import Stack, chat_in_page  # noqa: E402
 
 MODEL = "gemini-2.5-pro"
@@ -59,8 +59,9 @@ DIRECT_JS = """async ([sid, mid, modelId, prompt]) => {
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    value = percentile(values, q)
+    assert value is not None
+    return value
 
 
 def main() -> int:
@@ -117,13 +118,13 @@ def main() -> int:
     print(f"{'path':<8}{'TTFT p50':>12}{'TTFT p90':>12}{'total p50':>12}{'total p90':>12}")
     for name in ("direct", "tool"):
         r = results[name]
-        print(f"{name:<8}{statistics.median(r['first']) * 1000:>10.1f}ms{pct(r['first'], .9) * 1000:>10.1f}ms"
-              f"{statistics.median(r['total']) * 1000:>10.1f}ms{pct(r['total'], .9) * 1000:>10.1f}ms")
+        print(f"{name:<8}{pct(r['first'], .5) * 1000:>10.1f}ms{pct(r['first'], .9) * 1000:>10.1f}ms"
+              f"{pct(r['total'], .5) * 1000:>10.1f}ms{pct(r['total'], .9) * 1000:>10.1f}ms")
     d, t = results["direct"], results["tool"]
-    ttft_ratio = statistics.median(t["first"]) / statistics.median(d["first"])
-    total_ratio = statistics.median(t["total"]) / statistics.median(d["total"])
-    added_ttft = (statistics.median(t["first"]) - statistics.median(d["first"])) * 1000
-    added_total = (statistics.median(t["total"]) - statistics.median(d["total"])) * 1000
+    ttft_ratio = pct(t["first"], .5) / pct(d["first"], .5)
+    total_ratio = pct(t["total"], .5) / pct(d["total"], .5)
+    added_ttft = (pct(t["first"], .5) - pct(d["first"], .5)) * 1000
+    added_total = (pct(t["total"], .5) - pct(d["total"], .5)) * 1000
     print(f"ratio tool/direct: TTFT {ttft_ratio:.2f}x (+{added_ttft:.1f} ms), total {total_ratio:.2f}x "
           f"(+{added_total:.1f} ms)")
     return 0

@@ -35,10 +35,13 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from openai_front.app import create_app  # noqa: E402
-from openai_front.jobs import JobDone  # noqa: E402
-from openai_front.pages import Page  # noqa: E402
-from openai_front.services import Services, Settings  # noqa: E402
 from pool_store.pool import Conversation, SessionPool  # noqa: E402
+from relay.core import assemble  # noqa: E402
+from relay.jobs import JobDone  # noqa: E402
+from relay.pages import Page  # noqa: E402
+from relay.services import Services  # noqa: E402
+from relay.settings import Settings  # noqa: E402
+from relay.stats import percentile  # noqa: E402
 from sites import lmarena as site  # noqa: E402
 
 
@@ -100,11 +103,14 @@ class TimedPage:
     def __init__(self, services: Services, service_of: dict[str, float]) -> None:
         self.services = services
         self.service_of = service_of
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def send_text(self, text: str) -> None:
         message = json.loads(text)
         if message["type"] == "job":
-            asyncio.ensure_future(self._answer(message["job"]))
+            task = asyncio.get_running_loop().create_task(self._answer(message["job"]))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def _answer(self, job_id: str) -> None:
         job = self.services.jobs.get(job_id)
@@ -125,7 +131,7 @@ async def run_api(jobs: list[Job], models: list[str], per_model: int) -> tuple[l
     service_of = {f"request {i}": job[2] for i, job in enumerate(jobs)}
     services.pages.pages["p"] = Page("p", "user:1", "https://lmarena.ai/", "ready",
                                      ws=TimedPage(services, service_of))  # type: ignore[arg-type]
-    transport = httpx.ASGITransport(app=create_app(services))
+    transport = httpx.ASGITransport(app=create_app(assemble(services)))
     waits = [0.0] * len(jobs)
     t0 = time.perf_counter()
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
@@ -144,8 +150,9 @@ async def run_api(jobs: list[Job], models: list[str], per_model: int) -> tuple[l
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    value = percentile(values, q)
+    assert value is not None
+    return value
 
 
 def main() -> int:
@@ -173,7 +180,7 @@ def main() -> int:
     for name, waits, elapsed in (("ideal", ideal, makespan), ("pool", pool_waits, pool_time),
                                  ("api", api_waits, api_time)):
         print(f"{name:<7}{elapsed:>9.2f}{len(jobs) / elapsed:>9.1f}"
-              f"{statistics.median(waits) * 1000:>9.0f}ms{pct(waits, .95) * 1000:>9.0f}ms"
+              f"{pct(waits, .5) * 1000:>9.0f}ms{pct(waits, .95) * 1000:>9.0f}ms"
               f"{pct(waits, .99) * 1000:>9.0f}ms{max(waits) * 1000:>9.0f}ms")
     for name, waits, elapsed in (("pool", pool_waits, pool_time), ("api", api_waits, api_time)):
         extra = statistics.mean(w - i for w, i in zip(waits, ideal)) * 1000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay import errors as core
+
 
 class APIError(Exception):
     status = 500
@@ -40,6 +42,11 @@ class APIError(Exception):
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
+
+
+class TooLarge(InvalidRequest):
+    status = 413
+    code = "file_too_large"
 
 
 class Unauthorized(APIError):
@@ -82,3 +89,20 @@ class UpstreamTimeout(APIError):
 
 def error_body(message: str, type_: str = "server_error", code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+# The core's errors, as the client sees them.
+_FROM_CORE: list[tuple[type[core.RelayError], type[APIError], str | None]] = [
+    (core.ContentFiltered, InvalidRequest, "content_filter"),
+    (core.RateLimited, RateLimited, None),
+    (core.Unavailable, Unavailable, None),
+    (core.UpstreamTimedOut, UpstreamTimeout, None),
+    (core.UpstreamFailed, UpstreamError, None),
+]
+
+
+def from_core(error: core.RelayError) -> APIError:
+    for core_class, api_class, code in _FROM_CORE:
+        if isinstance(error, core_class):
+            return api_class(error.message, param=error.param, code=code, retry_after=error.retry_after)
+    return APIError(error.message, retry_after=error.retry_after)

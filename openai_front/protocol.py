@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from openai_front.errors import InvalidRequest
+from openai_front.errors import InvalidRequest, TooLarge
 from sites.lmarena import ChatTurn
 
 
@@ -60,11 +60,6 @@ class RetireRequest(BaseModel):
 MAX_INLINE_BYTES = 5 * 1024 * 1024
 # Through the site's upload flow (arena_upload_files) the tool lets files up to this size through.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-
-
-class TooLarge(InvalidRequest):
-    status = 413
-    code = "file_too_large"
 
 
 def to_turns(messages: list[ChatMessage], max_bytes: int = MAX_INLINE_BYTES) -> list[ChatTurn]:

@@ -13,19 +13,19 @@ from typing import Any
 
 import httpx
 
-from openai_front.errors import InvalidRequest, ModelNotFound, UpstreamError
+from openai_front.errors import APIError, InvalidRequest, ModelNotFound, UpstreamError
 from openai_front.protocol import ChatCompletionRequest, ChatMessage, ImageRequest
-from openai_front.services import Services
-from openai_front.serving_chat import ChatService, close_record
+from openai_front.serving_chat import ChatService
+from relay.services import Services
 
 
 class ImageService:
     def __init__(self, services: Services, chat: ChatService) -> None:
-        self.s = services
+        self.services = services
         self.chat = chat
 
     async def generate(self, request: ImageRequest) -> dict[str, Any]:
-        model = self.s.models.resolve(request.model)
+        model = self.services.models.resolve(request.model)
         if model is None:
             raise ModelNotFound(f"The model {request.model!r} does not exist", param="model")
         if not model.capabilities["image_output"]:
@@ -37,20 +37,24 @@ class ImageService:
             raise failed.exceptions[0] from None
         urls = [task.result() for task in tasks]
         if request.response_format == "b64_json":
-            async with httpx.AsyncClient(timeout=self.s.settings.image_fetch_timeout, follow_redirects=True) as http:
+            timeout = self.services.settings.image_fetch_timeout
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
                 data = [{"b64_json": await self._fetch(http, url)} for url in urls]
         else:
             data = [{"url": url} for url in urls]
         return {"created": int(time.time()), "data": data}
 
     async def _one(self, model: str, prompt: str) -> str:
-        record = self.s.requests.start(model, False)
+        record = self.services.requests.start(model, False)
         chat_request = ChatCompletionRequest(model=model, messages=[ChatMessage(role="user", content=prompt)])
         try:
             replay = await self.chat.start(chat_request, record)
             result = await self.chat.complete(replay)
-        except BaseException as e:
-            close_record(record, getattr(e, "status", 499), str(e), "upstream")
+        except APIError as e:
+            record.close(e.status, e.message, "upstream")
+            raise
+        except BaseException as e:  # cancelled: a sibling failed, or the client left
+            record.close(499, str(e) or type(e).__name__, "client")
             raise
         images = result["choices"][0]["message"].get("images") or []
         if not images:

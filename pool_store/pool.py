@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, Literal, Protocol
 log = logging.getLogger(__name__)
 
 State = Literal["ready", "cooling", "retired"]
+# What a person reads: a stored state, or busy while a request holds the conversation.
+SHOWN_STATES = ("ready", "busy", "cooling", "retired")
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Conversation:
     identity: str | None = None  # browser identity that owns it (user id from the session cookie)
     mode: str = "direct"
     modality: str = "chat"
-    position: str = "a"  # the side replayed (battle: the side the person last retried)
+    side: str = "a"  # the side replayed (battle: the side the person last retried)
     message_id_b: str | None = None  # battle and side-by-side: side b's assistant message
     user_message_id: str | None = None
     host: str = ""
@@ -49,7 +51,7 @@ class Conversation:
 
     def retry_message_id(self) -> str:
         """The assistant message a retry regenerates: the replayed side's."""
-        return self.message_id_b if self.position == "b" and self.message_id_b else self.message_id
+        return self.message_id_b if self.side == "b" and self.message_id_b else self.message_id
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +59,9 @@ class Conversation:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Conversation:
         known = {f.name for f in fields(cls)}
+        record = dict(record)
+        if "position" in record:  # files written before the field was named for what it is
+            record.setdefault("side", record.pop("position"))
         return cls(**{k: v for k, v in record.items() if k in known})
 
 
@@ -91,7 +96,7 @@ class SessionPool:
         clock: Callable[[], float] = time.time,
         can_serve: Callable[[Conversation], bool] | None = None,
     ) -> None:
-        self._store = store
+        self._store: PoolStore | None = None
         self._clock = clock
         # Whether a conversation can be served right now (a page of its identity is connected).
         self.can_serve: Callable[[Conversation], bool] = can_serve or (lambda conv: True)
@@ -105,14 +110,23 @@ class SessionPool:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._targets: set[str] = set()
         if store is not None:
-            self._targets = set(store.load_targets())
-            for record in store.load():
-                try:
-                    conv = Conversation.from_record(record)
-                except TypeError as e:
-                    log.warning("skipping an unreadable pool record: %s", e)
-                    continue
-                self._convs[conv.session_id] = conv
+            self.use_store(store)
+
+    def use_store(self, store: PoolStore) -> None:
+        """Serve what this store holds, and keep it there from now on (the store is opened once the
+        options are known, after the pool was made)."""
+        records, targets = store.load(), store.load_targets()  # may raise: then nothing changes
+        self._store = store
+        self._targets = set(targets)
+        self._convs.clear()
+        for record in records:
+            try:
+                conv = Conversation.from_record(record)
+            except TypeError as e:
+                log.warning("skipping an unreadable pool record: %s", e)
+                continue
+            self._convs[conv.session_id] = conv
+        self.wake()
 
     # ------------------------------------------------------------------ records
 
@@ -124,9 +138,6 @@ class SessionPool:
 
     def get(self, session_id: str) -> Conversation | None:
         return self._convs.get(session_id)
-
-    def is_busy(self, session_id: str) -> bool:
-        return session_id in self._busy
 
     def state_of(self, conv: Conversation) -> str:
         """What a person reads: ready, busy, cooling, retired."""
@@ -206,10 +217,10 @@ class SessionPool:
         self._persist(conv)
         self._schedule_wake(conv.model, seconds)
 
-    def choose_side(self, session_id: str, position: str) -> None:
+    def choose_side(self, session_id: str, side: str) -> None:
         conv = self._convs.get(session_id)
-        if conv is not None and conv.position != position:
-            conv.position = position
+        if conv is not None and conv.side != side:
+            conv.side = side
             self._persist(conv)
 
     def mark_used(self, session_id: str, ok: bool) -> None:
@@ -344,20 +355,15 @@ class SessionPool:
     # ------------------------------------------------------------------ views
 
     def stats(self) -> dict[str, dict[str, int]]:
+        """Per model: total, each shown state (ready, busy, cooling, retired), and waiting requests."""
         out: dict[str, dict[str, int]] = {}
         for conv in self._convs.values():
-            name = conv.model or "(hidden)"
-            row = out.setdefault(
-                name, {"total": 0, "idle": 0, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
-            )
+            row = out.setdefault(conv.model or "(hidden)", empty_stats())
             row["total"] += 1
-            state = self.state_of(conv)
-            row["idle" if state == "ready" else state] += 1
+            row[self.state_of(conv)] += 1
         for model in self._waiters:
             if self.waiting(model):
-                out.setdefault(
-                    model, {"total": 0, "idle": 0, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
-                )["waiting"] = self.waiting(model)
+                out.setdefault(model, empty_stats())["waiting"] = self.waiting(model)
         return out
 
     def describe(self, conv: Conversation) -> dict[str, Any]:
@@ -370,37 +376,5 @@ class SessionPool:
             self._store.save(conv.to_record())
 
 
-class TinyPoolStore:
-    """The pool's records in a TinyDB file written atomically. Only the running tool opens it."""
-
-    def __init__(self, path: str | None) -> None:
-        from tinydb import Query, TinyDB
-        from tinydb.storages import MemoryStorage
-
-        from pool_store.storage import AtomicJSONStorage
-
-        self._query = Query()
-        if path:
-            self.db = TinyDB(path, storage=AtomicJSONStorage)
-        else:
-            self.db = TinyDB(storage=MemoryStorage)
-        self.table = self.db.table("conversations")
-
-    def load(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.table.all()]
-
-    def save(self, record: dict[str, Any]) -> None:
-        self.table.upsert(record, self._query.session_id == record["session_id"])
-
-    def delete(self, session_id: str) -> None:
-        self.table.remove(self._query.session_id == session_id)
-
-    def load_targets(self) -> list[str]:
-        row = self.db.table("settings").get(self._query.key == "targets")
-        return list(row["models"]) if row else []  # type: ignore[index,call-overload]
-
-    def save_targets(self, models: list[str]) -> None:
-        self.db.table("settings").upsert({"key": "targets", "models": models}, self._query.key == "targets")
-
-    def close(self) -> None:
-        self.db.close()
+def empty_stats() -> dict[str, int]:
+    return {"total": 0, **{state: 0 for state in SHOWN_STATES}, "waiting": 0}

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from addons import console as ui  # noqa: E402
+from terminal import console as ui  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .
 echo "==> mypy"
-"$VENV/bin/mypy" sites pool_store openai_front addons simulator scripts bench
+"$VENV/bin/mypy" sites pool_store relay openai_front addons terminal simulator scripts bench
 echo "==> pytest"
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider -rfEs "$@"

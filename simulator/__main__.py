@@ -1,4 +1,4 @@
-"""python -m simulator --port 18080 [--generation a|b] [--cadence-ms 15] [--csp nonce|strict|none]"""
+"""python -m simulator --port 18080 [--generation retry-honoured|history-kept] [--cadence-ms 15] [--csp ...]"""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import sys
 
 import uvicorn
 
-from simulator.server import SimConfig, Simulator
+from simulator.server import Generation, SimConfig, Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator", description="An offline LMArena for tests and demos")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080, help="0 picks a free port and prints it")
-    parser.add_argument("--generation", choices=["a", "b"], default="a",
-                        help="a: retries honour the messages they carry; b: the server keeps history")
+    parser.add_argument("--generation", choices=[str(g) for g in Generation], default=str(Generation.RETRY_HONOURED),
+                        help="retry-honoured: a retry's messages replace the history (to November 2025); "
+                             "history-kept: one message per turn, the server keeps the history")
     parser.add_argument("--cadence-ms", type=float, default=15.0, help="pause between answer chunks")
     parser.add_argument("--csp", choices=["nonce", "strict", "none"], default="nonce")
     parser.add_argument("--no-recaptcha", action="store_true", help="accept requests without tokens")
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         arena_sock = _listen(args.host, args.arena_port)
         arena_port = arena_sock.getsockname()[1]
         sockets.append(arena_sock)
-    sim = Simulator(SimConfig(generation=args.generation, cadence_ms=args.cadence_ms, csp=args.csp,
+    sim = Simulator(SimConfig(generation=Generation(args.generation), cadence_ms=args.cadence_ms, csp=args.csp,
                               require_recaptcha=not args.no_recaptcha, arena_port=arena_port))
     print(f"simulator listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
     if arena_port is not None:

@@ -1,14 +1,14 @@
-"""An offline LMArena, faithful to the protocol document and the captured samples.
+"""An offline LMArena, faithful to what is known of the site's protocol and to the captured samples.
 
-Run it alone:  python -m simulator --port 18080 [--generation a|b]
+Run it alone:  python -m simulator --port 18080 [--generation retry-honoured|history-kept]
 
 - `GET /`, `/c/<id>`: the page, with the model list in React flight data the way the site embeds it,
   a minimal chat interface whose own script calls the stream endpoints as the real client does,
   and a session cookie for an anonymous identity.
 - `/recaptcha/enterprise.js`: a reCAPTCHA Enterprise stand-in minting single-use, action-bound tokens.
 - The three stream endpoints under `/nextjs-api/stream/` and the older `/api/stream/`, with the real
-  line format, chunk boundaries that split lines and UTF-8 characters, and two server generations:
-  "a" honours the messages a retry carries, "b" keeps history on the server and ignores them.
+  line format, chunk boundaries that split lines and UTF-8 characters, and the site's generations
+  (`Generation`): one that honours the messages a retry carries, one that keeps history on the server.
 - Answers are deterministic functions of what the simulator received, so a test can prove which
   conversation reached it. `/__sim/*` lets tests read what was received and change behaviour.
 """
@@ -16,15 +16,15 @@ Run it alone:  python -m simulator --port 18080 [--generation a|b]
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import html
 import json
 import secrets
-import struct
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from typing import Any, AsyncIterator
 
@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from simulator.answers import PNG_1X1, SEARCH_SOURCES, answer_for, interleave, split_chunks, words
 from sites import lmarena as site
 
 RECAPTCHA_TTL = 120.0
@@ -56,9 +57,31 @@ def default_models() -> list[dict[str, Any]]:
     return site.builtin_models() + [PAGE_ONLY_MODEL]
 
 
+class Generation(StrEnum):
+    """The site as it was at one time."""
+
+    # to early November 2025: bodies carry `messages[]`, and a retry's messages replace the history
+    RETRY_HONOURED = "retry-honoured"
+    # from November 2025: one `userMessage` per turn, token-only retries, the history kept on the server
+    HISTORY_KEPT = "history-kept"
+
+    @property
+    def retry_honours_messages(self) -> bool:
+        return self == Generation.RETRY_HONOURED
+
+    @property
+    def body_format(self) -> site.BodyFormat:
+        return site.BodyFormat.MESSAGES if self == Generation.RETRY_HONOURED else site.BodyFormat.USER_MESSAGE
+
+
+@functools.cache
+def template(name: str) -> str:
+    return resources.files("simulator").joinpath(f"static/{name}").read_text("utf-8")
+
+
 @dataclass
 class SimConfig:
-    generation: str = "a"  # "a": retry honours client messages; "b": server keeps history
+    generation: Generation = Generation.RETRY_HONOURED
     cadence_ms: float = 15.0  # pause between network chunks of an answer
     require_recaptcha: bool = True
     csp: str = "nonce"  # nonce | strict | none: the page's Content-Security-Policy
@@ -138,7 +161,8 @@ class Simulator:
             return await self.server_action(request)
         self.page_loads += 1
         if self._needs_cloudflare(request):
-            return HTMLResponse(CLOUDFLARE_PAGE.replace("SECONDS", str(self.config.cloudflare_seconds)), 403)
+            page = template("cloudflare.html").replace("SECONDS", str(self.config.cloudflare_seconds))
+            return HTMLResponse(page, 403)
         user = self._identity(request)
         new_cookie = None
         if user is None and self.config.anonymous_signin:
@@ -161,19 +185,18 @@ class Simulator:
             f"{html.escape(m['publicName'])}</option>"
             for m in chat_models
         )
-        era = "a" if self.config.generation == "a" else "b"
         extras = ""
         if user is None:
             extras += '<button id="sign-in">Sign in</button>'
         elif self.config.v2_challenge and user not in self.v2_solved:
             extras += ('<div id="recaptcha-v2-container" style="border:2px solid #c00;padding:1em">'
                        'Protected by reCAPTCHA <button id="v2-solve">I\'m not a robot</button></div>')
-        body = PAGE_TEMPLATE.format(
+        body = template("page.html").format(
             extras=extras,
             nonce=nonce,
             flight=json.dumps("0:" + flight),
             options=options,
-            era=era,
+            body_format=self.config.generation.body_format,
             sitekey=site.RECAPTCHA_SITE_KEY,
         )
         response = Response(body, media_type="text/html; charset=utf-8")
@@ -188,7 +211,7 @@ class Simulator:
             response.set_cookie(site.AUTH_COOKIE, new_cookie, path="/", httponly=True, samesite="lax")
         return response
 
-    # ------------------------------------------------------------------ uploads (server actions, §7.2)
+    # ------------------------------------------------------------------ uploads (Next.js server actions)
 
     async def actions_chunk(self, request: Request) -> Response:
         """A front-end chunk declaring the server actions the way the site's minified code does."""
@@ -231,7 +254,7 @@ class Simulator:
         return Response(stored[1], media_type=stored[0])
 
     async def recaptcha_js(self, request: Request) -> Response:
-        return Response(RECAPTCHA_JS, media_type="application/javascript")
+        return Response(template("recaptcha.js"), media_type="application/javascript")
 
     async def client_js(self, request: Request) -> Response:
         text = resources.files("simulator").joinpath("static/client.js").read_text("utf-8")
@@ -301,10 +324,12 @@ class Simulator:
 
     async def set_config(self, request: Request) -> Response:
         data = await request.json()
-        for key in ("generation", "cadence_ms", "require_recaptcha", "csp", "cloudflare_seconds", "v2_challenge",
+        for key in ("cadence_ms", "require_recaptcha", "csp", "cloudflare_seconds", "v2_challenge",
                     "anonymous_signin", "redirect_to_arena"):
             if key in data:
                 setattr(self.config, key, data[key])
+        if "generation" in data:
+            self.config.generation = Generation(data["generation"])
         return JSONResponse({"ok": True})
 
     async def add_fault(self, request: Request) -> Response:
@@ -341,7 +366,7 @@ class Simulator:
 
     def _auth(self, request: Request) -> tuple[str | None, Response | None]:
         if self._needs_cloudflare(request):
-            return None, HTMLResponse(CLOUDFLARE_PAGE.replace("SECONDS", "5"), 403)
+            return None, HTMLResponse(template("cloudflare.html").replace("SECONDS", "5"), 403)
         user = self._identity(request)
         if user is None:
             return None, JSONResponse({"error": "Unauthorized"}, status_code=401)
@@ -452,7 +477,7 @@ class Simulator:
         if fault and "status" in fault:
             return fault_response(fault)  # the site changes nothing when it refuses
         position = target.get("participantPosition") or "a"
-        if self.config.generation == "a" and isinstance(data.get("messages"), list):
+        if self.config.generation.retry_honours_messages and isinstance(data.get("messages"), list):
             # Honour the client's chain: it replaces the history before the retried message.
             chain = [
                 {k: m.get(k) for k in ("id", "role", "content", "parentMessageIds", "participantPosition")}
@@ -498,7 +523,7 @@ class Simulator:
                 part.append(f"{pos}g:{json.dumps(piece, ensure_ascii=False)}")
             if image:
                 part.append(f"{pos}2:" + json.dumps([{"type": "image", "image": image, "mimeType": "image/png"}]))
-            for index, piece in enumerate(_words(text)):
+            for index, piece in enumerate(words(text)):
                 part.append(f"{pos}0:{json.dumps(piece, ensure_ascii=False)}")
                 if session.modality == "search" and index < len(SEARCH_SOURCES):
                     # each source as it is cited, as the site does (see the search sample)
@@ -509,7 +534,7 @@ class Simulator:
                 part.append(f"{pos}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
             part.append(f"{pos}d:" + json.dumps({"finishReason": "stop"}))
             if lines:
-                _interleave(lines, part)
+                interleave(lines, part)
             else:
                 lines.extend(part)
         cut_after = int(fault["cut_after"]) if fault and "cut_after" in fault else None
@@ -575,127 +600,8 @@ def fault_response(fault: dict[str, Any]) -> Response:
     )
 
 
-def _words(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
 
 
-def _interleave(into: list[str], other: list[str]) -> None:
-    merged: list[str] = []
-    a, b = list(into), list(other)
-    while a or b:
-        if a:
-            merged.append(a.pop(0))
-        if b:
-            merged.append(b.pop(0))
-    into[:] = merged
 
 
-def digest(history: list[tuple[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(history, ensure_ascii=False).encode()).hexdigest()[:10]
 
-
-SIM_IMAGE_BASE = "https://messages-prod.sim.r2.cloudflarestorage.com/sim/"
-SEARCH_SOURCES = [
-    {"url": "https://example.org/arena/one", "id": "1", "title": "First source"},
-    {"url": "https://example.org/arena/two", "id": "2", "title": "Second source"},
-]
-
-
-def _png_1x1() -> bytes:
-    """A valid 1x1 PNG (one opaque pixel): what the simulator's image URLs return."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\x5a\x8c\xd2\xff")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-PNG_1X1 = _png_1x1()
-
-
-def answer_for(
-    model: str, modality: str, history: list[tuple[str, str]], image_base: str = SIM_IMAGE_BASE
-) -> tuple[list[str], str, str | None]:
-    """The simulator's answer: a pure function of the model and the conversation it received."""
-    last_user = next((c for r, c in reversed(history) if r == "user" and c.strip()), "")
-    summary = last_user if len(last_user) <= 200 else last_user[:200] + "…"
-    d = digest(history)
-    text = f"[{model}] You said: {summary} — 回答 ✓ (turns={len(history)}, digest={d})"
-    reasoning: list[str] = []
-    if "thinking" in model or "reason" in model:
-        reasoning = ["", "Thinking ", "about ", "it… 🤔"]
-    image = None
-    if modality == "image":
-        image = f"{image_base}{d}.png?X-Amz-Expires=3600"
-        text = ""
-    return reasoning, text, image
-
-
-def split_chunks(lines: list[str]) -> list[bytes]:
-    """Network chunks that cut every line, inside its first multi-byte UTF-8 character when it has
-    one, a few bytes in otherwise, as a real connection may."""
-    offsets = [3, 7, 1, 11, 5, 2]
-    data = b""
-    cuts = []
-    for index, line in enumerate(lines):
-        raw = (line + "\n").encode("utf-8")
-        lead = next((j for j, byte in enumerate(raw) if byte >= 0xC0), None)
-        cut = lead + 1 if lead is not None else min(len(raw) - 1, offsets[index % len(offsets)])
-        cuts.append(len(data) + cut)
-        data += raw
-    bounds = [0] + cuts + [len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
-CLOUDFLARE_PAGE = """<!DOCTYPE html><html><head><title>Just a moment...</title></head>
-<body><div id="cf-wrapper">Checking your browser before accessing the site.
-Enable JavaScript and cookies to continue</div>
-<script>window._cf_chl_opt = {cvId: "3"};
-setTimeout(function () {
-  fetch('/__sim/cf-clear', {method: 'POST', credentials: 'include'}).then(function () { location.reload(); });
-}, SECONDS * 1000);</script></body></html>
-"""
-
-RECAPTCHA_JS = """
-(function () {
-  // Stand-in for reCAPTCHA Enterprise: tokens are minted by the (simulated) site and are
-  // single-use and bound to the action they were minted for.
-  var readyQ = [];
-  window.grecaptcha = { enterprise: {
-    ready: function (cb) { setTimeout(cb, 0); },
-    execute: function (sitekey, opts) {
-      return fetch('/__sim/recaptcha', { method: 'POST', headers: {'Content-Type': 'application/json'},
-        body: JSON.stringify({ sitekey: sitekey, action: (opts && opts.action) || '' }) })
-        .then(function (r) { return r.json(); }).then(function (j) { return j.token; });
-    } } };
-})();
-"""
-
-PAGE_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>LMArena (simulated)</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<script nonce="{nonce}" src="/recaptcha/enterprise.js"></script>
-<style>
-body {{ font-family: sans-serif; max-width: 760px; margin: 1em auto; }}
-.msg {{ border: 1px solid #ccc; border-radius: 6px; padding: .5em; margin: .4em 0; white-space: pre-wrap; }}
-.user {{ background: #eef; }} .assistant {{ background: #efe; }}
-</style></head>
-<body>
-<h1>LMArena <small>(simulator)</small></h1>
-{extras}
-<div id="chat" data-era="{era}" data-sitekey="{sitekey}">
-  <select id="mode"><option value="direct">Direct</option><option value="battle">Battle</option></select>
-  <select id="model">{options}</select>
-  <div id="messages"></div>
-  <textarea id="input" rows="3" cols="60" placeholder="Ask anything"></textarea>
-  <button id="send">Send</button>
-</div>
-<script nonce="{nonce}">(self.__next_f = self.__next_f || []).push([0]);</script>
-<script nonce="{nonce}">self.__next_f.push([1,{flight}])</script>
-<script nonce="{nonce}" src="/_next/static/chunks/sim-client.js"></script>
-<script nonce="{nonce}" src="/_next/static/chunks/7551-sim.js" async></script>
-</body></html>
-"""

@@ -104,7 +104,7 @@ class _Proc:
 @dataclass
 class Stack:
     workdir: Path
-    generation: str = "a"
+    generation: str = "retry-honoured"  # simulator.server.Generation
     cadence_ms: float = 15.0
     csp: str = "nonce"
     tool_options: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +115,7 @@ class Stack:
     arena_port: int = 0
     proxy_port: int = 0
     api_port: int = 0
+    bridge_script: Path = ROOT / "addons" / "bridge.py"  # another checkout's, to compare versions
 
     @property
     def confdir(self) -> Path:
@@ -157,7 +158,7 @@ class Stack:
             **options,
         }
         mitmdump = Path(sys.executable).with_name("mitmdump")
-        argv = [str(mitmdump), "-s", str(ROOT / "addons" / "bridge.py"),
+        argv = [str(mitmdump), "-s", str(self.bridge_script),
                 "--listen-host", "127.0.0.1", "-p", str(proxy_port),
                 "--allow-hosts", ARENA_HOSTS_RE,
                 "--map-remote", rf"|~d lmarena.ai|^https://lmarena\.ai/(?!__bridge/)|{self.sim_base}/",

@@ -1,6 +1,6 @@
 """Everything that is specific to LMArena (lmarena.ai / arena.ai).
 
-Hosts, stream paths, request bodies of both generations, the line format of answers,
+Hosts, stream paths, request bodies in every format the site used, the line format of answers,
 the model list embedded in pages, the browser identity in the session cookie, and the
 retry body the tool writes. A second site would get a module of its own beside this one.
 
@@ -17,11 +17,11 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from typing import Any, Iterable, Literal
 from urllib.parse import unquote
 
-NAME = "lmarena"
 DEFAULT_HOSTS = ("lmarena.ai", "www.lmarena.ai", "arena.ai", "www.arena.ai")
 STREAM_PREFIXES = ("/nextjs-api/stream/", "/api/stream/")
 RECAPTCHA_SITE_KEY = "6Led_uYrAAAAAKjxDIF58fgFtX3t8loNAK85bW9I"
@@ -31,7 +31,25 @@ AUTH_COOKIE = "arena-auth-prod-v1"
 # Request fields that must never be stored or logged.
 SECRET_FIELDS = ("recaptchaV3Token", "recaptchaV2Token")
 
+# The site's three stream endpoints: a new conversation, a new turn of one, a retry of its last answer.
 CallKind = Literal["create", "post", "retry"]
+# A participant position: "a" answers in direct mode; battle and side-by-side add "b".
+Side = Literal["a", "b"]
+
+
+class BodyFormat(StrEnum):
+    """How the site's client writes a create / post body (and a retry's, which may carry nothing).
+
+    MESSAGES: the whole conversation as `messages[]` (the site until early November 2025);
+    USER_MESSAGE: one `userMessage`, the server keeps the history (from 7 November 2025);
+    TOKEN_ONLY: a retry body with a reCAPTCHA token and nothing else (December 2025 on).
+    """
+
+    MESSAGES = "messages"
+    USER_MESSAGE = "user_message"
+    TOKEN_ONLY = "token_only"
+
+
 _UUID = r"[0-9a-fA-F-]{36}"
 _CALL_RE = re.compile(
     r"^(?P<prefix>/nextjs-api/stream/|/api/stream/)"
@@ -98,19 +116,55 @@ def post_path(prefix: str, session_id: str) -> str:
     return f"{prefix}post-to-evaluation/{session_id}"
 
 
+@dataclass(frozen=True)
+class RecaptchaActions:
+    """The reCAPTCHA action the site's client mints its token with, per endpoint."""
+
+    submit: str = ACTION_SUBMIT  # create and post
+    retry: str = ACTION_RETRY
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What the page sends for a job: the method, the path, and the action of its fresh token."""
+
+    method: str
+    path: str
+    action: str
+
+
+def page_request(
+    call: CallKind,
+    prefix: str,
+    session_id: str | None = None,
+    message_id: str | None = None,
+    actions: RecaptchaActions = RecaptchaActions(),
+) -> PageRequest:
+    """The request the page makes for one call, as the site's own client makes it."""
+    if call == "create":
+        return PageRequest("POST", create_path(prefix), actions.submit)
+    if session_id is None:
+        raise ValueError(f"a {call} needs a session id")
+    if call == "post":
+        return PageRequest("POST", post_path(prefix, session_id), actions.submit)
+    if message_id is None:
+        raise ValueError("a retry needs the assistant message id")
+    return PageRequest("PUT", retry_path(prefix, session_id, message_id), actions.retry)
+
+
 @dataclass
 class Turn:
     """What a create / post / retry request tells about a conversation. Never holds tokens."""
 
     kind: CallKind
     session_id: str
-    era: Literal["a", "b", "token-only"]
+    body_format: BodyFormat
     mode: str = "direct"
     modality: str = "chat"
     model_a_id: str | None = None
     model_b_id: str | None = None
     user_message_id: str | None = None
-    # assistant message ids by participant position ("a", "b")
+    # assistant message ids by side
     message_ids: dict[str, str] = field(default_factory=dict)
 
 
@@ -119,7 +173,7 @@ class BodyError(ValueError):
 
 
 def parse_request(call: StreamCall, body: bytes) -> Turn:
-    """Parse a create / post / retry body of either generation (see the protocol document, §2-3)."""
+    """Parse a create / post / retry body in any of the site's body formats."""
     try:
         data = json.loads(body.decode("utf-8")) if body.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -133,28 +187,28 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
         turn = Turn(
             kind="retry",
             session_id=call.session_id,
-            era="a" if isinstance(messages, list) else "token-only",
+            body_format=BodyFormat.MESSAGES if isinstance(messages, list) else BodyFormat.TOKEN_ONLY,
             model_a_id=data.get("modelId") if isinstance(data.get("modelId"), str) else None,
             message_ids={},
         )
-        position = "a"
+        side = "a"
         if isinstance(messages, list):
             for msg in messages:
                 if isinstance(msg, dict) and msg.get("id") == call.message_id:
-                    position = msg.get("participantPosition") or "a"
-        turn.message_ids[position] = call.message_id
+                    side = msg.get("participantPosition") or "a"
+        turn.message_ids[side] = call.message_id
         return turn
 
     session_id = data.get("id") if call.kind == "create" else call.session_id
     if not isinstance(session_id, str):
         raise BodyError("no session id")
-    era: Literal["a", "b"] = "b" if isinstance(data.get("userMessage"), dict) else "a"
-    if era == "a" and not isinstance(data.get("messages"), list):
+    body_format = BodyFormat.USER_MESSAGE if isinstance(data.get("userMessage"), dict) else BodyFormat.MESSAGES
+    if body_format == BodyFormat.MESSAGES and not isinstance(data.get("messages"), list):
         raise BodyError("neither userMessage nor messages[]")
     turn = Turn(
         kind=call.kind,
         session_id=session_id.lower(),
-        era=era,
+        body_format=body_format,
         mode=str(data.get("mode") or "direct"),
         modality=str(data.get("modality") or "chat"),
         model_a_id=data.get("modelAId"),
@@ -183,13 +237,15 @@ class StreamEvent:
     """
 
     kind: str
-    position: str = "a"
+    side: str = "a"
     text: str = ""
     data: Any = None
 
 
 def parse_line(line: str) -> StreamEvent | None:
-    """`<pos><code>:<json>` → event (protocol §4.1). Blank lines give None."""
+    """`<side><code>:<json>` → event: the AI SDK's data-stream part codes behind a side letter
+    (`a0:"text"`, `ag:` reasoning, `a2:` data such as images, `ac:` citations, `a3:` an error,
+    `ad:` the finish). Blank lines give None."""
     line = line.rstrip("\r")
     if not line.strip():
         return None
@@ -265,6 +321,23 @@ def openai_finish_reason(site_reason: str) -> str:
 # --------------------------------------------------------------------------- failures
 
 
+class FailureKind(StrEnum):
+    """What went wrong at the site, as far as its answer tells."""
+
+    CHALLENGE = "challenge"  # Cloudflare wants a human check
+    FOREIGN_SESSION = "foreign_session"  # 401: the conversation belongs to another identity
+    HAS_FEEDBACK = "has_feedback"  # 400: a voted message cannot be retried
+    RECAPTCHA = "recaptcha"  # 403: the token was refused
+    RATE_LIMITED = "rate_limited"  # 429
+    NOT_FOUND = "not_found"  # 404: no such conversation or model
+    CONTENT_FILTER = "content_filter"  # 422: moderation
+    UPSTREAM_ERROR = "upstream_error"  # any other status
+    STREAM_ERROR = "stream_error"  # an error line inside the answer
+    TRUNCATED = "truncated"  # the answer stopped before its finish line
+    EMPTY = "empty"  # an answer with nothing in it
+    ABORTED = "aborted"  # the connection ended
+
+
 @dataclass(frozen=True)
 class Failure:
     """What an upstream error means for the conversation and for the client."""
@@ -273,7 +346,7 @@ class Failure:
     message: str
     conversation: Literal["keep", "retire", "cool"]
     retry_after: float | None = None
-    kind: str = "upstream_error"
+    kind: FailureKind = FailureKind.UPSTREAM_ERROR
 
 
 def classify_failure(status: int, body: str, headers: dict[str, str] | None = None) -> Failure:
@@ -286,20 +359,32 @@ def classify_failure(status: int, body: str, headers: dict[str, str] | None = No
         message = text
     lowered = message.lower()
     if "just a moment" in lowered or "_cf_chl_opt" in lowered or "cf-chl" in lowered:
-        return Failure(status, "Cloudflare challenge: the page needs a human check", "keep", 30, "challenge")
+        return Failure(status, "Cloudflare challenge: the page needs a human check", "keep", 30, FailureKind.CHALLENGE)
     if status == 401:
-        return Failure(status, message[:300], "retire", None, "foreign_session")
+        return Failure(status, message[:300], "retire", None, FailureKind.FOREIGN_SESSION)
     if status == 400 and "already has feedback" in lowered:
-        return Failure(status, message[:300], "retire", None, "has_feedback")
+        return Failure(status, message[:300], "retire", None, FailureKind.HAS_FEEDBACK)
     if status == 403 and "recaptcha" in lowered:
-        return Failure(status, message[:300], "keep", None, "recaptcha")
+        return Failure(status, message[:300], "keep", None, FailureKind.RECAPTCHA)
     if status == 429:
-        return Failure(status, message[:300] or "rate limited", "cool", rate_limit_wait(headers), "rate_limited")
+        wait = rate_limit_wait(headers)
+        return Failure(status, message[:300] or "rate limited", "cool", wait, FailureKind.RATE_LIMITED)
     if status == 404:
-        return Failure(status, message[:300], "retire", None, "not_found")
+        return Failure(status, message[:300], "retire", None, FailureKind.NOT_FOUND)
     if status == 422:
-        return Failure(status, message[:300], "keep", None, "content_filter")
+        return Failure(status, message[:300], "keep", None, FailureKind.CONTENT_FILTER)
     return Failure(status, message[:300] or f"upstream status {status}", "keep", None)
+
+
+def answer_failure(seen_error: str | None, finished: bool, had_content: bool) -> Failure | None:
+    """What a 200 answer that ended amounts to: None when it was a good answer."""
+    if seen_error:
+        return Failure(502, f"the answer failed: {seen_error}", "keep", kind=FailureKind.STREAM_ERROR)
+    if not finished:
+        return Failure(502, "the answer stopped before its last line", "keep", kind=FailureKind.TRUNCATED)
+    if not had_content:
+        return Failure(502, "the answer was empty", "keep", kind=FailureKind.EMPTY)
+    return None
 
 
 def rate_limit_wait(headers: dict[str, str], now: float | None = None) -> float:
@@ -376,7 +461,7 @@ _INITIAL_MODELS_KEY = '"initialModels":'
 
 def extract_models(html: str) -> list[dict[str, Any]]:
     """Models embedded in a page: the `initialModels` array inside the React flight data
-    (`self.__next_f.push([1,"..."])`, protocol §5.1), or left unescaped in the HTML."""
+    (`self.__next_f.push([1,"..."])`), or left unescaped in the HTML."""
     texts = [html]
     for m in _FLIGHT_PUSH_RE.finditer(html):
         try:
@@ -447,12 +532,12 @@ def build_message_chain(
     turns: list[ChatTurn],
     session_id: str,
     mode: str = "direct",
-    position: str = "a",
+    side: str = "a",
     all_success: bool = False,
 ) -> list[dict[str, Any]]:
-    """The client's conversation as the site's parent-linked message list (LMArenaBridge's way, §3.3).
+    """The client's conversation as the site's parent-linked message list (LMArenaBridge's way).
 
-    In direct mode system messages take position "b" and the rest "a" (what LMArenaBridge sent
+    In direct mode system messages take side "b" and the rest "a" (what LMArenaBridge sent
     while the site honoured rewritten retries); in battle mode every message takes the retried side.
     The last message is `pending`, the others `success`. No assistant placeholder is appended:
     the retried message is the placeholder.
@@ -466,7 +551,7 @@ def build_message_chain(
         if mode == "direct":
             pos = "b" if turn.role == "system" else "a"
         else:
-            pos = position
+            pos = side
         chain.append(
             {
                 "role": turn.role,
@@ -498,13 +583,22 @@ def inline_files(turns: list[ChatTurn]) -> list[dict[str, str]]:
 
 def with_uploaded(turns: list[ChatTurn], uploaded: dict[str, dict[str, str]]) -> list[ChatTurn]:
     """The turns with each inline file replaced by what the site's upload flow returned for it
-    ({name: storage key, contentType, url: signed GET URL}, protocol §7.2)."""
+    ({name: storage key, contentType, url: signed GET URL})."""
     refs = {id(a): str(i) for i, a in enumerate(inline_files(turns))}
     out = []
     for turn in turns:
         attachments = [uploaded.get(refs.get(id(a), ""), a) for a in turn.attachments]
         out.append(ChatTurn(turn.role, turn.content, attachments))
     return out
+
+
+def upload_payload(turns: list[ChatTurn]) -> list[dict[str, str]]:
+    """The inline files a page uploads through the site's own flow, each under its reference."""
+    return [
+        {"ref": str(i), "name": f["name"], "contentType": f["contentType"],
+         "data": f["url"].split(",", 1)[1] if ";base64," in f["url"] else ""}
+        for i, f in enumerate(inline_files(turns))
+    ]
 
 
 def flatten_turns(turns: list[ChatTurn]) -> str:
@@ -517,25 +611,25 @@ def flatten_turns(turns: list[ChatTurn]) -> str:
 
 
 def build_create_body(
-    era: str,
+    body_format: BodyFormat,
     session_id: str,
     model_id: str,
     modality: str,
     turns: list[ChatTurn],
-    kind: str = "create",
+    call: CallKind = "create",
 ) -> tuple[dict[str, Any], str, str]:
     """A create-evaluation (or post-to-evaluation) body, direct mode, carrying the client's conversation.
 
-    Era "a" sends the parent-linked chain plus the assistant placeholder; era "b" sends one
+    MESSAGES sends the parent-linked chain plus the assistant placeholder; USER_MESSAGE sends one
     `userMessage` (the conversation flattened when it has more than one turn), and its posts carry
     no `mode`, as the site's own client sends them.
     Returns (body without token, user message id, assistant message id).
     """
     body: dict[str, Any] = {"id": session_id, "mode": "direct", "modelAId": model_id, "modality": modality}
-    if kind == "post" and era != "a":
+    if call == "post" and body_format != BodyFormat.MESSAGES:
         del body["mode"]
     assistant_id = uuid7()
-    if era == "a":
+    if body_format == BodyFormat.MESSAGES:
         chain = build_message_chain(turns, session_id)
         for msg in chain:
             msg["modelId"] = None
@@ -573,7 +667,7 @@ def rewrite_retry_body(
     session_id: str,
     model_id: str | None,
     mode: str = "direct",
-    position: str = "a",
+    side: str = "a",
     modality: str = "chat",
 ) -> bytes:
     """The retry body the page sent (a token, maybe more), with the client's conversation written in.
@@ -588,7 +682,7 @@ def rewrite_retry_body(
     if not isinstance(data, dict):
         data = {}
     data["messages"] = build_message_chain(
-        turns, session_id, mode=mode, position=position, all_success=modality == "image"
+        turns, session_id, mode=mode, side=side, all_success=modality == "image"
     )
     data["modelId"] = model_id if mode == "direct" else None
     return json.dumps(data, ensure_ascii=False).encode("utf-8")

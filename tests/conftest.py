@@ -38,7 +38,7 @@ def playwright_instance() -> Iterator[object]:
 
 @contextmanager
 def running_stack(
-    name: str, cadence_ms: float = 15.0, generation: str = "a", **tool_options: object
+    name: str, cadence_ms: float = 15.0, generation: str = "retry-honoured", **tool_options: object
 ) -> Iterator[Stack]:
     """Simulator and tool started; their logs kept as artifacts when done."""
     stack = make_stack(name, cadence_ms=cadence_ms, generation=generation)

@@ -1,9 +1,10 @@
 // The simulated site's own client: what lmarena.ai's front end does, reduced to one chat.
-// Era "a" sends the whole messages[] chain; era "b" sends a single userMessage and a token-only retry.
+// Body format "messages" sends the whole messages[] chain; "user_message" sends a single userMessage and a
+// token-only retry.
 (function () {
   'use strict';
   var root = document.getElementById('chat');
-  var era = root.dataset.era;
+  var wholeChain = root.dataset.bodyFormat === 'messages';
   var sitekey = root.dataset.sitekey;
   var sessionId = null;
   var history = [];          // messages as the client keeps them
@@ -78,7 +79,7 @@
       recaptchaV3Token: await token('chat_submit') };
     if (battle) { body.modelBMessageId = asstBId; } else { body.modelAId = modelId(); }
     if (first) body.mode = battle ? 'battle' : 'direct';
-    if (era === 'a') {
+    if (wholeChain) {
       body.mode = battle ? 'battle' : 'direct';
       body.messages = history.concat(battle ? [userMsg, asstMsg, asstB] : [userMsg, asstMsg]);
     } else { body.userMessage = { content: content, experimental_attachments: [] }; }
@@ -107,7 +108,7 @@
     btn.textContent = 'Retry'; btn.className = 'retry retry-' + pos;
     btn.onclick = async function () {
       var body = { recaptchaV3Token: await token('chat_retry') };
-      if (era === 'a') {
+      if (wholeChain) {
         var upto = history.slice(0, history.indexOf(asstMsg)).filter(function (m) { return m.role === 'user' || m.participantPosition === pos; });
         body.messages = upto; body.modelId = asstMsg.modelId;
       }

@@ -1,0 +1,49 @@
+"""The OpenAI routes: models, chat completions, image generations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from openai_front.deps import ChatDep, ImagesDep, ServicesDep, limit_rate, require_key
+from openai_front.protocol import ChatCompletionRequest, ImageRequest
+from openai_front.streaming import answer_chat
+
+router = APIRouter(dependencies=[Depends(require_key)])
+
+
+@router.get("/v1/models")
+async def list_models(services: ServicesDep) -> dict[str, Any]:
+    stats = services.pool.stats()
+    aliases: dict[str, list[str]] = {}
+    for alias, name in services.models.aliases().items():
+        aliases.setdefault(name, []).append(alias)
+    data = []
+    for model in services.models.all():
+        row = stats.get(model.name, {})
+        pooled = row.get("ready", 0) + row.get("busy", 0)
+        data.append({
+            "id": model.name,
+            "object": "model",
+            "created": services.models.created,
+            "owned_by": model.organization,
+            "capabilities": model.capabilities,
+            "modality": model.modality,
+            "pooled_conversations": pooled,
+            "available": pooled > 0,
+            "aliases": aliases.get(model.name, []),
+        })
+    return {"object": "list", "data": data}
+
+
+@router.post("/v1/chat/completions", dependencies=[Depends(limit_rate)])
+async def chat_completions(body: ChatCompletionRequest, request: Request, services: ServicesDep,
+                           chat: ChatDep) -> Any:
+    record = services.requests.start(body.model, body.stream)
+    return await answer_chat(chat, body, request, record, services.settings.keepalive)
+
+
+@router.post("/v1/images/generations", dependencies=[Depends(limit_rate)])
+async def image_generations(body: ImageRequest, images: ImagesDep) -> Any:
+    return await images.generate(body)

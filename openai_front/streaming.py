@@ -1,0 +1,153 @@
+"""Answering a chat request: the decision to commit a stream, keep-alives while it waits, and what
+happens when the client goes away at any moment (nothing held is ever left behind).
+
+A stream whose answer has not begun within one keep-alive interval is committed: 200 now, SSE comments
+while it waits, any later error in-band. Until then, and always for non-streaming requests, errors are
+real HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable
+
+from fastapi import Request
+from fastapi.responses import Response
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+
+from openai_front.errors import APIError
+from openai_front.protocol import ChatCompletionRequest
+from openai_front.serving_chat import ChatService
+from relay.engine import Replay
+from relay.requestlog import RequestRecord
+
+log = logging.getLogger(__name__)
+
+CLIENT_GONE = 499  # nginx's status for a client that closed the connection first
+
+
+async def answer_chat(
+    chat: ChatService, body: ChatCompletionRequest, request: Request, record: RequestRecord, keepalive: float
+) -> Any:
+    pending = PendingStart(chat, chat.start(body, record))
+    gone = asyncio.get_running_loop().create_task(disconnected(request))
+    try:
+        done, _ = await asyncio.wait({pending.task, gone}, timeout=keepalive if body.stream else None,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if pending.task not in done and gone in done:
+            await pending.cancel()
+            record.close(CLIENT_GONE, "the client went away while waiting", "client")
+            return Response(status_code=CLIENT_GONE)
+        replay: Replay | None = None
+        if pending.task in done:
+            try:
+                replay = pending.claim_now()
+            except APIError as e:
+                record.close(e.status, e.message, "tool")
+                raise
+            if not body.stream:
+                return await unless_gone(chat.complete(replay), gone, record)
+    finally:
+        gone.cancel()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return EventSourceResponse(
+        _events(chat, pending, replay, body, record, include_usage), ping=keepalive,
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def _events(
+    chat: ChatService, pending: PendingStart, replay: Replay | None, body: ChatCompletionRequest,
+    record: RequestRecord, include_usage: bool,
+) -> AsyncIterator[dict[str, str] | ServerSentEvent]:
+    try:
+        if replay is None:
+            # committed before the answer began: say so at once, then keep-alives until it does
+            yield ServerSentEvent(comment=f"waiting for a conversation of {body.model}")
+            try:
+                replay = await pending.claim()
+            except APIError as e:
+                record.close(e.status, e.message, "tool")
+                yield {"data": json.dumps(e.body(), ensure_ascii=False)}
+                yield {"data": "[DONE]"}
+                return
+        async for chunk in chat.stream(replay, include_usage):
+            yield {"data": json.dumps(chunk, ensure_ascii=False)}
+        yield {"data": "[DONE]"}
+    except asyncio.CancelledError:
+        await pending.cancel()
+        record.close(CLIENT_GONE, "the client went away", "client")
+        log.info("client went away during a %s request", body.model)
+        raise
+
+
+async def disconnected(request: Request) -> None:
+    """Returns when the client has gone away (the request body is already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_gone(work: Awaitable[Any], gone: asyncio.Future[None], record: RequestRecord) -> Any:
+    """Run `work` unless the client disconnects first; then stop it (freeing what it holds)."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        try:
+            return task.result()
+        except APIError as e:
+            record.close(e.status, e.message, "upstream")
+            raise
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    record.close(CLIENT_GONE, "the client went away", "client")
+    return Response(status_code=CLIENT_GONE)
+
+
+class PendingStart:
+    """A request's way to its first answer line, owned by exactly one consumer.
+
+    If the result arrives and nobody claims it (the client left in the instant before its
+    stream began), it is given back after a grace period, so no lease is ever left behind.
+    """
+
+    GRACE = 5.0
+
+    def __init__(self, chat: ChatService, coro: Any) -> None:
+        self.chat = chat
+        self.claimed = False
+        self.task: asyncio.Task[Replay] = asyncio.get_running_loop().create_task(coro)
+        self.task.add_done_callback(self._arrived)
+
+    def _arrived(self, task: asyncio.Task[Replay]) -> None:
+        if not self.claimed and not task.cancelled() and task.exception() is None:
+            asyncio.get_running_loop().call_later(self.GRACE, self._orphaned)
+
+    def _orphaned(self) -> None:
+        if not self.claimed:
+            self.claimed = True
+            self.chat.abandon(self.task.result())
+
+    def claim_now(self) -> Replay:
+        self.claimed = True
+        return self.task.result()
+
+    async def claim(self) -> Replay:
+        replay = await self.task
+        self.claimed = True
+        return replay
+
+    async def cancel(self) -> None:
+        """Stop it; if it already got its first line, give everything back."""
+        if self.claimed and self.task.done():
+            return
+        was_claimed, self.claimed = self.claimed, True
+        if self.task.done():
+            if not was_claimed and not self.task.cancelled() and self.task.exception() is None:
+                self.chat.abandon(self.task.result())
+            return
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)

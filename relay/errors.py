@@ -1,0 +1,32 @@
+"""What the core tells a caller when it cannot serve a request. The HTTP front maps each class to a
+status and OpenAI's error shape in one place (openai_front/errors.py)."""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    def __init__(self, message: str, *, retry_after: float | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.param = param
+
+
+class ContentFiltered(RelayError):
+    """The site's moderation refused the request."""
+
+
+class RateLimited(RelayError):
+    """Every conversation stayed busy too long, or the site said to wait."""
+
+
+class Unavailable(RelayError):
+    """No page connected or ready, no usable conversation, a human check pending: try again later."""
+
+
+class UpstreamFailed(RelayError):
+    """The site, the page or the proxy failed the request."""
+
+
+class UpstreamTimedOut(RelayError):
+    pass

@@ -1,0 +1,125 @@
+"""Jobs: one request the page sends for the tool, from the page's fetch to the last parsed line.
+
+The page script sends the job's request with an `X-Bridge-Job` header; the proxy addons find the
+job by that id, write the client's conversation into the body, and push every parsed answer line
+into the job's queue. The API side reads the queue. Every job ends exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Union
+
+from pool_store.pool import Conversation
+from sites import lmarena as site
+
+
+class ToolFailure(StrEnum):
+    """What went wrong on the tool's side of a job (the site's own are `site.FailureKind`)."""
+
+    PAGE_GONE = "page_gone"  # the page closed or lost its channel
+    PAGE_ERROR = "page_error"  # the page could not send the request
+    PROXY_MISSED = "proxy_missed"  # the page's request never passed through the proxy
+    TIMEOUT = "timeout"  # no answer line in time
+    TOOL_ERROR = "tool_error"  # a bug of the tool's own
+
+
+FailureKind = Union[site.FailureKind, ToolFailure]
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """The upstream answer ended normally."""
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    message: str
+    status: int = 502
+    kind: FailureKind = site.FailureKind.UPSTREAM_ERROR
+    retry_after: float | None = None
+    source: str = "upstream"  # upstream | page | proxy | tool: who failed, as the logs say it
+
+
+JobItem = Union[site.StreamEvent, JobDone, JobFailed]
+
+
+@dataclass
+class Job:
+    id: str
+    call: site.CallKind  # the site endpoint the page calls: create, post or retry
+    turns: list[site.ChatTurn]
+    model_id: str | None
+    model: str
+    conversation: Conversation | None = None  # post and retry: the pooled conversation
+    modality: str = "chat"
+    body_format: site.BodyFormat = site.BodyFormat.USER_MESSAGE  # create and post: how to write the body
+    session_id: str | None = None  # create: chosen when the body is written
+    created: float = field(default_factory=time.time)
+    page_id: str | None = None
+    queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
+    ended: bool = False
+    flow_seen: bool = False  # the proxy saw the page's request for this job
+
+    def push(self, item: JobItem) -> None:
+        if self.ended:
+            return
+        if isinstance(item, (JobDone, JobFailed)):
+            self.ended = True
+        self.queue.put_nowait(item)
+
+    def fail(self, message: str, status: int = 502, kind: FailureKind = ToolFailure.TOOL_ERROR,
+             source: str = "tool") -> None:
+        self.push(JobFailed(message, status, kind, source=source))
+
+    @property
+    def target_session(self) -> str | None:
+        """The conversation this job's request is about (a create's once its body is written)."""
+        return self.conversation.session_id if self.conversation else self.session_id
+
+
+class JobTable:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def new(
+        self,
+        conversation: Conversation,
+        turns: list[site.ChatTurn],
+        model_id: str | None,
+        call: site.CallKind = "retry",
+        body_format: site.BodyFormat = site.BodyFormat.USER_MESSAGE,
+    ) -> Job:
+        """A retry (or a new turn) of a pooled conversation with the client's turns written in."""
+        job = Job(secrets.token_hex(16), call, turns, model_id, conversation.model, conversation,
+                  modality=conversation.modality, body_format=body_format)
+        self._jobs[job.id] = job
+        return job
+
+    def new_create(
+        self, model: str, model_id: str, modality: str, turns: list[site.ChatTurn], body_format: site.BodyFormat
+    ) -> Job:
+        """A new conversation of `model` whose first turn carries `turns`."""
+        job = Job(secrets.token_hex(16), "create", turns, model_id, model, modality=modality, body_format=body_format)
+        self._jobs[job.id] = job
+        return job
+
+    def creating(self, model: str) -> int:
+        """Creations of this model in flight."""
+        return sum(1 for j in self._jobs.values() if j.call == "create" and j.model == model and not j.ended)
+
+    def get(self, job_id: str | None) -> Job | None:
+        return self._jobs.get(job_id) if job_id else None
+
+    def discard(self, job: Job) -> None:
+        self._jobs.pop(job.id, None)
+
+    def for_page(self, page_id: str) -> list[Job]:
+        return [j for j in self._jobs.values() if j.page_id == page_id and not j.ended]
+
+    def __len__(self) -> int:
+        return len(self._jobs)

@@ -1,0 +1,61 @@
+"""ApiServer's options: every bad value stops start-up with the option's name and what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy import exceptions
+
+from addons.api_server import ApiServer
+from addons.channel import ApiAddress
+from relay.core import assemble
+from tests.addons.conftest import add_addon
+
+
+@pytest.fixture
+def server(mitmproxy_context) -> ApiServer:
+    return add_addon(mitmproxy_context, ApiServer(assemble(), ApiAddress()))
+
+
+@pytest.mark.parametrize("option,bad,says", [
+    ("arena_api_key", "@/nonexistent/keys.txt", "cannot read"),
+    ("arena_queue_timeout", "two minutes", "number of seconds"),
+    ("arena_queue_timeout", "0", "positive"),
+    ("arena_upstream_timeout", "-5", "positive"),
+    ("arena_keepalive", "0", "positive"),
+    ("arena_page_wait", "-1", "zero or a positive"),
+    ("arena_page_wait", "nan", "zero or a positive"),
+    ("arena_failover_tries", 0, "between 1 and 10"),
+    ("arena_failover_tries", 11, "between 1 and 10"),
+    ("arena_api_port", 70000, "between 0 and 65535"),
+    ("arena_log_max_mb", 0, "between 1 and"),
+])
+def test_bad_values(mitmproxy_context, server, option, bad, says):
+    with pytest.raises(exceptions.OptionsError, match=f"{option}: .*{says}"):
+        mitmproxy_context.configure(server, **{option: bad})
+
+
+def test_good_values_reach_the_settings(mitmproxy_context, server, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# my clients\nsk-one\n\nsk-two\n")
+    mitmproxy_context.configure(server, arena_api_key=f"@{keys}", arena_queue_timeout="2.5", arena_page_wait="0",
+                                arena_failover_tries=2)
+    settings = server.services.settings
+    assert settings.api_keys == ["sk-one", "sk-two"]
+    assert (settings.queue_timeout, settings.page_wait, settings.failover_tries) == (2.5, 0.0, 2)
+
+
+def test_an_empty_key_file_is_refused_rather_than_leaving_the_api_open(mitmproxy_context, server, tmp_path):
+    empty = tmp_path / "keys.txt"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(exceptions.OptionsError, match="arena_api_key: .*holds no key"):
+        mitmproxy_context.configure(server, arena_api_key=f"@{empty}")
+
+
+def test_a_pool_file_that_does_not_parse_is_an_option_error(mitmproxy_context, server, tmp_path):
+    broken = tmp_path / "pool.json"
+    broken.write_text("{not json")
+    with pytest.raises(exceptions.OptionsError, match="arena_store: cannot open"):
+        mitmproxy_context.configure(server, arena_store=str(broken))
+    assert server.store_path != str(broken), "nothing was switched to the broken file"
+    assert broken.read_text() == "{not json", "and nothing was written over it"
+

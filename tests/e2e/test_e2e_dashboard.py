@@ -1,0 +1,141 @@
+"""End to end, monitoring: the dashboard in headless Chromium while requests run, checked against what
+the test did; its actions; /metrics; the JSON-lines logs; and no cookie, token or key in any log."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any, Iterator
+
+import httpx
+import openai
+import pytest
+
+from simulator.stack import Stack, chat_in_page, wait_js
+from tests.conftest import ARTIFACTS, open_arena_page, running_stack
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-dash-planted-0123456789"
+MODEL = "gemini-2.5-pro"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack("dashboard", cadence_ms=5, arena_prefill="off", arena_api_key=KEY) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def arena(stack: Stack, browser: Any) -> Any:
+    context = browser.new_context()
+    page = open_arena_page(stack, context)
+    chat_in_page(page, MODEL, "a person's chat")
+    return context
+
+
+def sdk(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.api_base + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def text_of(page: Any, selector: str) -> str:
+    return page.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''")
+
+
+def test_the_dashboard_shows_what_happened_and_its_actions_work(stack, browser, arena):
+    client = sdk(stack)
+    for i in range(3):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"counted {i}"}])
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert httpx.get(stack.api_base + "/api/events", timeout=5).status_code == 401, "the feed needs the key"
+
+    dash = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    dash.goto(stack.api_base + "/dashboard")
+    wait_js(dash, "document.getElementById('live').textContent.length > 0")
+    dash.fill("#key", KEY)
+    dash.dispatch_event("#key", "change")
+    wait_js(dash, f"(document.querySelector('tr[data-model=\"{MODEL}\"] .served') || {{}}).textContent === '3'")
+    assert text_of(dash, "#pages-count") == "1 / 1"
+    assert text_of(dash, "#hour") == "4 / 1" and text_of(dash, "#day") == "4 / 1"
+    assert text_of(dash, f'tr[data-model="{MODEL}"] .ready') == "1"
+    assert "ms" in text_of(dash, f'tr[data-model="{MODEL}"] td:nth-child(9)'), "a TTFT median is shown"
+
+    # a slow request: it shows in flight, then leaves
+    httpx.post(stack.sim_base + "/__sim/config", json={"cadence_ms": 150}, timeout=10)
+    slow = threading.Thread(target=lambda: client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "a slow one " + "word " * 30}]))
+    slow.start()
+    wait_js(dash, "document.getElementById('inflight-count').textContent === '1'")
+    assert text_of(dash, f'tr[data-model="{MODEL}"] .busy') == "1"
+    slow.join(60)
+    httpx.post(stack.sim_base + "/__sim/config", json={"cadence_ms": 5}, timeout=10)
+    wait_js(dash, "document.getElementById('inflight-count').textContent === '0'")
+
+    # the error log and a request's detail
+    dash.select_option("#filter-status", "error")
+    rows = dash.evaluate("Array.from(document.querySelectorAll('#log tr')).map(r => r.textContent)")
+    assert len(rows) == 1 and "no-such-model" in rows[0] and "404" in rows[0]
+    dash.click("#log tr")
+    wait_js(dash, "document.getElementById('detail').classList.contains('open')")
+    detail = json.loads(text_of(dash, "#detail-body"))
+    assert detail["model"] == "no-such-model" and detail["status"] == 404 and "does not exist" in detail["error"]
+    dash.click("#detail-close")
+
+    # an action: run the canary from the dashboard
+    dash.click("#run-canary")
+    wait_js(dash, "document.getElementById('action-result').textContent.indexOf('retry') >= 0", 60000)
+    assert text_of(dash, "#action-result").startswith("✓")
+    wait_js(dash, "document.getElementById('canary-result').textContent.indexOf('✓') === 0")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    dash.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    phone = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    phone.goto(stack.api_base + "/dashboard")
+    phone.fill("#key", KEY)
+    phone.dispatch_event("#key", "change")
+    wait_js(phone, f"(document.querySelector('tr[data-model=\"{MODEL}\"] .served') || {{}}).textContent === '4'")
+    phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    width = phone.evaluate("document.querySelector('.cards').getBoundingClientRect().width")
+    assert width <= 390, "the page fits a phone's width"
+
+
+def test_dashboard_actions_retire_and_remove(stack, browser, arena):
+    dash = browser.new_context().new_page()
+    dash.goto(stack.api_base + "/dashboard")
+    dash.fill("#key", KEY)
+    dash.dispatch_event("#key", "change")
+    wait_js(dash, "document.querySelectorAll('#pool button[data-remove]').length > 0")
+    dash.click("#pool button[data-remove]")
+    wait_js(dash, "document.querySelectorAll('#pool button[data-remove]').length === 0")
+    pool = httpx.get(stack.api_base + "/api/pool", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).json()
+    assert [c for c in pool["conversations"] if c["model"] == MODEL] == []
+
+
+def test_metrics_in_prometheus_text(stack, arena):
+    assert httpx.get(stack.api_base + "/metrics", timeout=10).status_code == 401
+    text = httpx.get(stack.api_base + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).text
+    assert re.search(r'^lmarena_requests_total\{model="gemini-2.5-pro",status="200"\} [4-9]\.0$', text, re.M)
+    assert 'lmarena_requests_total{model="no-such-model",status="404"} 1.0' in text
+    assert re.search(r'^lmarena_request_duration_seconds_count\{model="gemini-2.5-pro"\} \d+\.0$', text, re.M)
+    assert 'lmarena_pages{state="ready"} 1.0' in text and "lmarena_canary_ok 1.0" in text
+
+
+def test_logs_locate_failures_and_hold_no_secret(stack, arena):
+    logs = stack.workdir / "logs"
+    requests = [json.loads(line) for line in (logs / "requests.jsonl").read_text("utf-8").splitlines()]
+    errors = [json.loads(line) for line in (logs / "errors.jsonl").read_text("utf-8").splitlines()]
+    assert len(requests) >= 5 and all(e["status"] != 200 for e in errors)
+    failure = next(e for e in errors if e["model"] == "no-such-model")
+    assert failure["error"] and failure["error_source"] and failure["duration"] >= 0
+    served = next(r for r in requests if r["status"] == 200)
+    assert served["conversation"] and served["strategy"] == "retry" and served["first_token_at"]
+
+    planted = [KEY, (stack.confdir / "lmarena-bridge-secret").read_text().strip()]
+    planted += [c["value"] for c in arena.cookies() if c["name"] in ("arena-auth-prod-v1", "cf_clearance")]
+    everything = stack.tool_output() + "".join(p.read_text("utf-8") for p in logs.iterdir())
+    for secret in planted:
+        assert secret and secret not in everything, f"a secret reached a log: {secret[:12]}…"
+    assert not re.search(r"sim-[A-Za-z0-9_-]{32}", everything), "a reCAPTCHA token reached a log"
+    assert "Bearer" not in everything

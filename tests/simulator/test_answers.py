@@ -1,0 +1,30 @@
+"""The simulator's answers: deterministic, and cut into chunks the way a network may cut them."""
+
+from __future__ import annotations
+
+from simulator.answers import answer_for, digest, split_chunks
+
+
+def test_an_answer_is_a_function_of_the_model_and_the_conversation():
+    history = [("system", "S"), ("user", "Hello")]
+    _, text, image = answer_for("m", "chat", history)
+    assert text == answer_for("m", "chat", list(history))[1] and image is None
+    assert f"digest={digest(history)}" in text and "You said: Hello" in text
+    assert answer_for("m", "chat", history + [("assistant", "x"), ("user", "Hello")])[1] != text
+    _, empty, picture = answer_for("m", "image", history)
+    assert empty == "" and picture and digest(history) in picture
+
+
+def test_chunks_split_lines_and_utf8_characters_but_rejoin_exactly():
+    lines = ['a0:"你好 👋 "', 'a0:"there"', 'ad:{"finishReason":"stop"}']
+    chunks = split_chunks(lines)
+    joined = b"".join(chunks)
+    assert joined == "".join(line + "\n" for line in lines).encode()
+    assert any(not c.endswith(b"\n") for c in chunks), "some chunk ends inside a line"
+    broken = 0
+    for c in chunks:
+        try:
+            c.decode("utf-8")
+        except UnicodeDecodeError:
+            broken += 1
+    assert broken, "some chunk ends inside a UTF-8 character"
