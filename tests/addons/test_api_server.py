@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from mitmproxy import exceptions
 
@@ -59,3 +61,26 @@ def test_a_pool_file_that_does_not_parse_is_an_option_error(mitmproxy_context, s
     assert server.store_path != str(broken), "nothing was switched to the broken file"
     assert broken.read_text() == "{not json", "and nothing was written over it"
 
+
+async def test_api_connections_have_nagle_off_so_kept_alive_responses_wait_for_no_delayed_ack(mitmproxy_context):
+    """Regression: the API's socket was made with proto 0, asyncio then left Nagle on, and every response
+    on a kept-alive connection (the SDK's, the page channel's) waited ~40 ms for a delayed ACK."""
+    import socket
+
+    server = add_addon(mitmproxy_context, ApiServer(assemble(), ApiAddress()), arena_api_port=0)
+    await server.running()
+    assert server.server is not None
+    for _ in range(200):  # uvicorn starts in a task of its own
+        if server.server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        accepted = [c.transport.get_extra_info("socket") for c in server.server.server_state.connections]
+        assert accepted and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in accepted)
+        writer.close()
+    finally:
+        await server.done()
