@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any, AsyncIterator, Coroutine
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -91,9 +91,9 @@ async def disconnected(request: Request) -> None:
             return
 
 
-async def unless_gone(work: Awaitable[Any], gone: asyncio.Future[None], record: RequestRecord) -> Any:
+async def unless_gone(work: Coroutine[Any, Any, Any], gone: asyncio.Future[None], record: RequestRecord) -> Any:
     """Run `work` unless the client disconnects first; then stop it (freeing what it holds)."""
-    task = asyncio.ensure_future(work)
+    task = asyncio.get_running_loop().create_task(work)
     done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         try:

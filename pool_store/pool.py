@@ -39,7 +39,7 @@ class Conversation:
     message_id_b: str | None = None  # battle and side-by-side: side b's assistant message
     user_message_id: str | None = None
     host: str = ""
-    prefix: str = "/nextjs-api/stream/"
+    prefix: str = ""  # the stream path prefix it was captured under; empty: what the site uses now
     source: str = "captured"  # captured (a person) | tool
     created_at: float = field(default_factory=time.time)
     last_used: float = 0.0

@@ -255,7 +255,7 @@ class ReplayEngine:
         """What the page is asked to send: the site's request for the job's call, and a fresh token."""
         settings = self.services.settings
         conv = job.conversation
-        prefix = conv.prefix if conv else self.services.observed.prefix
+        prefix = (conv.prefix if conv else "") or self.services.observed.prefix
         request = site.page_request(
             job.call, prefix, conv.session_id if conv else None, conv.retry_message_id() if conv else None,
             settings.recaptcha_actions,

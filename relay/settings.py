@@ -53,7 +53,7 @@ class SiteObservations:
     """What the tool learned about the site from the traffic it saw."""
 
     body_format: site.BodyFormat = site.BodyFormat.USER_MESSAGE  # what the site's own client sends now
-    prefix: str = "/nextjs-api/stream/"  # path prefix of the stream endpoints the site's client uses
+    prefix: str = site.STREAM_PREFIXES[0]  # path prefix of the stream endpoints the site's client uses
     last_activity: float = 0.0  # last stream request of any kind (a person's or the tool's)
 
 
