@@ -24,6 +24,7 @@ from sites import lmarena as site
 log = logging.getLogger(__name__)
 
 STRATEGY_CHOICES = ("auto", *map(str, STRATEGIES))
+DIRECT_MODE_CHOICES = ("auto", *site.DIRECT_MODES)
 
 
 class ApiOptions:
@@ -51,8 +52,13 @@ class ApiOptions:
                           "data: URLs; allows files up to 20 MB.")
         loader.add_option("arena_upload_actions", str, "",
                           "Server action ids 'generateUploadUrl,getSignedUrl'; empty: found in the page's scripts.")
-        loader.add_option("arena_recaptcha_sitekey", str, site.RECAPTCHA_SITE_KEY,
-                          "The site's reCAPTCHA Enterprise v3 key the page mints tokens with.")
+        loader.add_option("arena_recaptcha_sitekey", str, "",
+                          "The reCAPTCHA Enterprise key to mint tokens with; empty: the one the page finds the site "
+                          "using (its enterprise.js render= key and its own execute calls).")
+        loader.add_option("arena_direct_mode", str, "auto",
+                          "The mode of the Direct conversations the tool creates: direct-battle (the 2026 client), "
+                          "direct, or auto (what the site's own client was seen sending; direct-battle before).",
+                          choices=DIRECT_MODE_CHOICES)
         loader.add_option("arena_recaptcha_actions", str, f"{site.ACTION_SUBMIT},{site.ACTION_RETRY}",
                           "reCAPTCHA actions: for create and post, then for retry.")
         loader.add_option("arena_strategy", str, "auto",
@@ -90,6 +96,8 @@ class ApiOptions:
             settings.recaptcha_sitekey = parsed("arena_recaptcha_sitekey", parse_sitekey)
         if "arena_recaptcha_actions" in updated:
             settings.recaptcha_actions = parsed("arena_recaptcha_actions", parse_recaptcha_actions)
+        if "arena_direct_mode" in updated:
+            settings.direct_mode = parsed("arena_direct_mode", parse_choice, DIRECT_MODE_CHOICES)
         if "arena_strategy" in updated:
             self.services.strategy.mode = parsed("arena_strategy", parse_choice, STRATEGY_CHOICES)
         if "arena_canary_interval" in updated:

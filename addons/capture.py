@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 META_TURN = "arena.turn"
 META_IDENTITY = "arena.identity"
+META_AUTHED = "arena.authed"  # the request carried a session cookie
 META_OUTCOME = "arena.outcome"
 
 
@@ -37,6 +38,7 @@ class Observation:
     content: bool = False
     finish: str | None = None
     error: str | None = None
+    battle_turn: bool = False  # side b answered in a direct-battle conversation
 
 
 class Capture:
@@ -55,7 +57,9 @@ class Capture:
         call = stream_call(flow)
         if call is None or flow.response is not None:
             return
-        flow.metadata[META_IDENTITY] = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
+        identity, _ = site.session_info({k: v for k, v in flow.request.cookies.items()})
+        flow.metadata[META_IDENTITY] = identity
+        flow.metadata[META_AUTHED] = identity is not None and not identity.startswith("provisional:")
         observed = self.services.observed
         observed.last_activity = time.time()
         try:
@@ -64,6 +68,8 @@ class Capture:
             if turn.body_format != site.BodyFormat.TOKEN_ONLY and META_JOB not in flow.metadata:
                 observed.body_format = turn.body_format  # what the site's own client sends now
                 observed.prefix = call.prefix
+                if turn.kind == "create" and site.is_direct(turn.mode):
+                    observed.direct_mode = turn.mode
         except site.BodyError as e:
             log.warning("could not read a %s request body (%s): %s", call.kind, flow.request.path, e)
 
@@ -81,7 +87,14 @@ class Capture:
         if resp.stream:
             return  # the tap finishes the flow
         body = resp.get_text(strict=False) or ""
-        failure = site.classify_failure(resp.status_code, body, dict(resp.headers))
+        authed = flow.metadata.get(META_AUTHED, True)
+        failure = site.classify_failure(resp.status_code, body, dict(resp.headers), authed)
+        if failure.kind == site.FailureKind.MOVED and 300 <= resp.status_code < 400:
+            self.services.pages.mark_moved(arena_host(flow) or "", resp.headers.get("location", ""))
+        elif failure.kind == site.FailureKind.LOGIN_GATE:
+            self.services.pages.gate_identity(flow.metadata.get(META_IDENTITY), True)
+        elif failure.kind == site.FailureKind.UPSTREAM_ERROR:
+            self.services.drift.note("error_status", f"{resp.status_code} {site.error_shape(body)}")
         self._finish(flow, Observation(), failure)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -97,6 +110,8 @@ class Capture:
         parser = site.StreamParser()
         seen = Observation()
         job = self.jobs.get(flow.metadata.get(META_JOB))
+        direct_battle = self._mode(flow) == site.DIRECT_MODE_2026
+        drift = self.services.drift
 
         def tap(chunk: bytes) -> bytes:
             # Called by mitmproxy with each body chunk and finally b"". Must never raise.
@@ -105,10 +120,13 @@ class Capture:
                 for event in events:
                     if event.kind in ("text", "image", "reasoning"):
                         seen.content = True
+                        seen.battle_turn |= direct_battle and event.side == "b"
                     elif event.kind == "finish":
                         seen.finish = event.text
                     elif event.kind == "error":
                         seen.error = event.text
+                    elif event.kind == "unknown":
+                        drift.note("stream_line", str(event.data))
                     if job is not None:
                         job.push(event)
                 if not chunk:
@@ -125,16 +143,19 @@ class Capture:
         if META_OUTCOME in flow.metadata:
             return
         if failure is None:
-            failure = site.answer_failure(seen.error, seen.finish is not None, seen.content)
+            failure = site.answer_failure(seen.error, seen.finish is not None, seen.content, seen.battle_turn)
         flow.metadata[META_OUTCOME] = "ok" if failure is None else failure.kind
         call = stream_call(flow)
         turn: site.Turn | None = flow.metadata.get(META_TURN)
         job = self.jobs.get(flow.metadata.get(META_JOB))
-        origin = "tool" if job is not None else "browser"
+        origin = "tool" if META_JOB in flow.metadata else "browser"  # the job may be gone already
         if failure is None and turn is not None and call is not None:
             self._record(flow, call, turn, origin)
             if origin == "browser":  # a person's own chat went through: whatever check it needed is done
-                self.services.pages.flag_identity(flow.metadata.get(META_IDENTITY), None)
+                identity = flow.metadata.get(META_IDENTITY)
+                self.services.pages.flag_identity(identity, None)
+                if site.is_direct(self._mode(flow) or ""):
+                    self.services.pages.gate_identity(identity, False)
         elif failure is not None:
             session_id = (turn.session_id if turn else None) or (call.session_id if call else None)
             log.warning(
@@ -153,6 +174,14 @@ class Capture:
                 job.push(
                     JobFailed(failure.message, failure.status, failure.kind, failure.retry_after, source="upstream")
                 )
+
+    def _mode(self, flow: http.HTTPFlow) -> str | None:
+        """The conversation's mode: what its create said, or what the pool knows of it."""
+        turn: site.Turn | None = flow.metadata.get(META_TURN)
+        if turn is None:
+            return None
+        known = self.pool.get(turn.session_id)
+        return known.mode if known is not None and turn.kind != "create" else turn.mode
 
     def _record(self, flow: http.HTTPFlow, call: site.StreamCall, turn: site.Turn, origin: str) -> None:
         identity = flow.metadata.get(META_IDENTITY)

@@ -31,10 +31,13 @@ class Channel:
             # a page of another site opening a socket to the arena origin: browsers always send Origin
             flow.response = http.Response.make(403, b"forbidden origin", {"content-type": "text/plain"})
             return
-        identity = site.identity_from_cookies({k: v for k, v in flow.request.cookies.items()})
-        flow.request.headers.pop("x-bridge-identity", None)
+        identity, guest = site.session_info({k: v for k, v in flow.request.cookies.items()})
+        for name in ("x-bridge-identity", "x-bridge-guest"):
+            flow.request.headers.pop(name, None)  # only the proxy says who this is
         if identity:
             flow.request.headers["x-bridge-identity"] = identity
+        if guest is not None:
+            flow.request.headers["x-bridge-guest"] = "1" if guest else "0"
         flow.request.headers.pop("cookie", None)
         host, port = self.api.connect_address()
         flow.request.scheme = "http"

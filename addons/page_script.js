@@ -9,7 +9,7 @@
   if (window.__lmarenaBridge) return;
   var pageId = (sessionStorage.getItem('__bridge_page') || (Math.random().toString(36).slice(2) + Date.now().toString(36)));
   sessionStorage.setItem('__bridge_page', pageId);
-  var ws = null, backoff = 500, jobs = {}, lastState = null;
+  var ws = null, backoff = 500, jobs = {}, lastState = null, lastKey = null;
   window.__lmarenaBridge = { page: pageId, connected: false, jobs: jobs };
 
   function send(msg) {
@@ -43,8 +43,10 @@
     ws.onopen = function () {
       backoff = 500;
       lastState = pageState();
+      var key = currentKey(null, null);
+      lastKey = key.key;
       ws.send(JSON.stringify({ type: 'hello', secret: CFG.secret, page: pageId, url: location.href,
-        state: lastState, version: CFG.version }));
+        state: lastState, version: CFG.version, sitekey: key.key, sitekeySource: key.source }));
     };
     ws.onmessage = function (ev) {
       var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
@@ -56,7 +58,7 @@
       }
       else if (msg.type === 'ping') { send({ type: 'pong', t: msg.t }); }
       else if (msg.type === 'job') { runJob(msg); }
-      else if (msg.type === 'abort') { var c = jobs[msg.job]; if (c) c.abort(); }
+      else if (msg.type === 'abort') { abortJob(msg); }
     };
     ws.onclose = function () {
       window.__lmarenaBridge.connected = false;
@@ -78,11 +80,51 @@
       })();
     });
   }
-  async function mintToken(sitekey, action) {
+  // The reCAPTCHA key: the one the site itself uses now, read from the page at run time (its
+  // enterprise.js?render=<key> script, and the keys its own execute() calls pass), so a new deployment's
+  // key is used from its next token on. A key given by the tool (arena_recaptcha_sitekey) overrides.
+  var siteKeys = { execute: null, script: null };
+  function keyFromScripts() {
+    var found = null;
+    document.querySelectorAll('script[src*="recaptcha/enterprise.js"], script[src*="recaptcha/api.js"]').forEach(function (el) {
+      var m = /[?&]render=([A-Za-z0-9_-]{20,60})/.exec(el.src);
+      if (m) found = { key: m[1], at: Date.now(), source: 'script' };  // the last tag is the newest
+    });
+    if (found && (!siteKeys.script || siteKeys.script.key !== found.key)) siteKeys.script = found;
+    return siteKeys.script;
+  }
+  var minting = false;
+  function watchExecute() {
+    var ent = window.grecaptcha && window.grecaptcha.enterprise;
+    if (!ent || !ent.execute || ent.execute.__bridgeWatched) return;
+    var original = ent.execute;
+    ent.execute = function (key, opts) {
+      if (!minting && typeof key === 'string') siteKeys.execute = { key: key, at: Date.now(), source: 'execute' };
+      return original.apply(this, arguments);
+    };
+    ent.execute.__bridgeWatched = true;
+  }
+  function currentKey(override, fallback) {
+    if (override) return { key: override, source: 'option' };
+    var script = keyFromScripts(), seen = siteKeys.execute;
+    var best = !script ? seen : (!seen ? script : (seen.at >= script.at ? seen : script));
+    return best || { key: fallback, source: 'fallback' };
+  }
+  async function mintToken(override, fallback, action) {
     var ok = await waitFor(function () { return window.grecaptcha && window.grecaptcha.enterprise; }, 10000);
-    if (!ok) return null;
+    if (!ok) return { token: null, key: null, source: 'none', error: 'reCAPTCHA did not load in the page' };
+    watchExecute();
     await new Promise(function (resolve) { window.grecaptcha.enterprise.ready(resolve); });
-    return window.grecaptcha.enterprise.execute(sitekey, { action: action });
+    var chosen = currentKey(override, fallback);
+    minting = true;
+    try {
+      var token = await window.grecaptcha.enterprise.execute(chosen.key, { action: action });
+      return { token: token, key: chosen.key, source: chosen.source, mintedAt: Date.now() };
+    } catch (e) {
+      return { token: null, key: chosen.key, source: chosen.source, error: String(e && e.message || e) };
+    } finally {
+      minting = false;
+    }
   }
   // The site's own upload flow (Next.js server actions): the action ids change with each deployment,
   // so they are read from the site's script chunks unless the tool was given them.
@@ -132,13 +174,19 @@
     try {
       var body = Object.assign({}, msg.body || {});
       if (msg.uploads && msg.uploads.length) body.__bridgeUploads = await uploadFiles(msg.uploads, msg.uploadActions);
+      var minted = null;
       if (msg.action) {
-        var token = await mintToken(msg.sitekey, msg.action);
-        if (token) body.recaptchaV3Token = token;
+        minted = await mintToken(msg.sitekey, msg.fallbackSitekey, msg.action);
+        if (minted.token) body.recaptchaV3Token = minted.token;
+        minted.sentAt = Date.now();
+        delete minted.token;  // only how it was made goes to the tool, never the token
+        send({ type: 'job_token', job: msg.job, recaptcha: minted });
       }
+      // redirect 'manual': a host that moved answers 3xx, and a re-sent POST must never turn into a GET
       var res = await fetch(msg.url, { method: msg.method, body: JSON.stringify(body), credentials: 'include',
-        signal: ctrl.signal, headers: { 'Content-Type': 'text/plain;charset=UTF-8', 'X-Bridge-Job': msg.job } });
-      send({ type: 'job_status', job: msg.job, status: res.status });
+        redirect: 'manual', signal: ctrl.signal,
+        headers: { 'Content-Type': 'text/plain;charset=UTF-8', 'X-Bridge-Job': msg.job } });
+      send({ type: 'job_status', job: msg.job, status: res.status, redirected: res.type === 'opaqueredirect' });
       if (res.body) {
         var reader = res.body.getReader();
         while (!(await reader.read()).done) { /* the proxy reads the answer as it passes */ }
@@ -150,10 +198,26 @@
       delete jobs[msg.job];
     }
   }
+  // The client went away: stop reading, and press the site's own Stop for the turn, as a person would,
+  // so the site stops generating too.
+  function abortJob(msg) {
+    var c = jobs[msg.job];
+    if (c) c.abort();
+    if (msg.stopUrl) {
+      fetch(msg.stopUrl, { method: 'POST', credentials: 'include', redirect: 'manual',
+        headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+        body: JSON.stringify({ stoppedAt: new Date().toISOString() }) }).catch(function () {});
+    }
+  }
   setInterval(function () {
     var state = pageState();
     watchChallenge(state);
-    if (state !== lastState) { lastState = state; send({ type: 'state', state: state, url: location.href }); }
+    watchExecute();
+    var key = currentKey(null, null);
+    if (state !== lastState || key.key !== lastKey) {
+      lastState = state; lastKey = key.key;
+      send({ type: 'state', state: state, url: location.href, sitekey: key.key, sitekeySource: key.source });
+    }
   }, 1000);
   connect();
 })();

@@ -64,13 +64,16 @@ def job_body(job: Job, original: bytes, turns: list[site.ChatTurn]) -> bytes:
     """The body the site gets for a job: the client's conversation written in, the page's fresh token kept."""
     if job.call == "create":
         job.session_id = site.uuid7()
-        body, _, _ = site.build_create_body(job.body_format, job.session_id, job.model_id or "", job.modality, turns)
+        body, job.user_message_id, _ = site.build_create_body(
+            job.body_format, job.session_id, job.model_id or "", job.modality, turns, mode=job.mode
+        )
         return _with_token(original, body)
     conv = job.conversation
     assert conv is not None
     if job.call == "post":
-        body, _, _ = site.build_create_body(
-            job.body_format, conv.session_id, job.model_id or "", job.modality, turns, call="post"
+        model_id = job.model_id if site.is_direct(job.mode) else None  # a battle's models stay hidden
+        body, job.user_message_id, _ = site.build_create_body(
+            job.body_format, conv.session_id, model_id, job.modality, turns, call="post", mode=job.mode
         )
         return _with_token(original, body)
     return site.rewrite_retry_body(

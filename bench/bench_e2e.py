@@ -70,7 +70,8 @@ def main() -> int:
     parser.add_argument("--cadence-ms", type=float, default=15.0)
     args = parser.parse_args()
 
-    stack = Stack(Path(tempfile.mkdtemp(prefix="arena-bench-")), cadence_ms=args.cadence_ms)
+    stack = Stack(Path(tempfile.mkdtemp(prefix="arena-bench-")), cadence_ms=args.cadence_ms,
+                  generation="retry-honoured")
     stack.start()
     results: dict[str, dict[str, list[float]]] = {"direct": {"first": [], "total": []},
                                                    "tool": {"first": [], "total": []}}

@@ -92,17 +92,18 @@ def error_body(message: str, type_: str = "server_error", code: str | None = Non
 
 
 # The core's errors, as the client sees them.
-_FROM_CORE: list[tuple[type[core.RelayError], type[APIError], str | None]] = [
-    (core.ContentFiltered, InvalidRequest, "content_filter"),
-    (core.RateLimited, RateLimited, None),
-    (core.Unavailable, Unavailable, None),
-    (core.UpstreamTimedOut, UpstreamTimeout, None),
-    (core.UpstreamFailed, UpstreamError, None),
+_FROM_CORE: list[tuple[type[core.RelayError], type[APIError]]] = [
+    (core.ContentFiltered, InvalidRequest),
+    (core.PromptRefused, InvalidRequest),
+    (core.RateLimited, RateLimited),
+    (core.Unavailable, Unavailable),
+    (core.UpstreamTimedOut, UpstreamTimeout),
+    (core.UpstreamFailed, UpstreamError),
 ]
 
 
 def from_core(error: core.RelayError) -> APIError:
-    for core_class, api_class, code in _FROM_CORE:
+    for core_class, api_class in _FROM_CORE:
         if isinstance(error, core_class):
-            return api_class(error.message, param=error.param, code=code, retry_after=error.retry_after)
+            return api_class(error.message, param=error.param, code=error.code, retry_after=error.retry_after)
     return APIError(error.message, retry_after=error.retry_after)

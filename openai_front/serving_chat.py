@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-from openai_front.errors import APIError, InvalidRequest, ModelNotFound, UpstreamError, from_core
+from openai_front.errors import APIError, InvalidRequest, ModelNotFound, from_core
 from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, to_turns
 from relay.engine import Replay, ReplayEngine, estimate_tokens, failure_error
 from relay.errors import RelayError
@@ -118,11 +118,13 @@ class ChatService:
 
 
 def _failure(item: Any, answer: Answer) -> APIError | None:
-    """The client's error when the answer failed (a failed job, or an error line in the answer)."""
+    """The client's error when the answer failed (a failed job, or an error line in the answer: the
+    model's provider's or the site's own, moderation among them)."""
     if isinstance(item, JobFailed):
         return from_core(failure_error(item))
     if answer.error is not None:
-        return UpstreamError(f"LMArena: {answer.error}")
+        kind = site.stream_error_kind(answer.error)
+        return from_core(failure_error(JobFailed(f"the answer failed: {answer.error}", 502, kind)))
     return None
 
 
@@ -131,12 +133,11 @@ def _source(item: Any) -> str:
 
 
 def _usage(replay: Replay, answer: Answer) -> dict[str, int]:
-    completion_tokens = estimate_tokens(answer.text())
-    return {
-        "prompt_tokens": replay.prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": replay.prompt_tokens + completion_tokens,
-    }
+    """The site's own token counts when its finish line has them; estimates otherwise."""
+    prompt, completion = replay.prompt_tokens, estimate_tokens(answer.text())
+    if answer.usage is not None:
+        prompt, completion = answer.usage["prompt_tokens"], answer.usage["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 class Answer:
@@ -155,6 +156,7 @@ class Answer:
         self.sources: list[dict[str, Any]] = []
         self.finish = "stop"
         self.error: str | None = None
+        self.usage: dict[str, int] | None = None  # the site's own counts, when its finish line has them
         self._thinking = False
 
     def feed(self, event: site.StreamEvent) -> list[dict[str, str]]:
@@ -182,6 +184,7 @@ class Answer:
             self._cite(event.data)
         elif event.kind == "finish":
             self.finish = site.openai_finish_reason(event.text)
+            self.usage = site.usage_of(event)
         elif event.kind == "error":
             self.error = event.text
         self.deltas.extend(out)

@@ -104,6 +104,8 @@ class SessionPool:
         self.prospects: Callable[[str], int] = lambda model: 0
         # Called with the model when it loses a conversation (retired or removed): the keeper tops up.
         self.on_shrink: Callable[[str], None] = lambda model: None
+        # Called with the model when a conversation joins (the canary may now have something to test with).
+        self.on_grow: Callable[[str], None] = lambda model: None
         self._convs: dict[str, Conversation] = {}
         self._busy: set[str] = set()
         self._waiters: dict[str, deque[asyncio.Future[Conversation]]] = {}
@@ -155,6 +157,7 @@ class SessionPool:
         if known is None:
             self._convs[conv.session_id] = conv
             known = conv
+            self.on_grow(conv.model)
         else:
             known.message_id = conv.message_id
             known.message_id_b = conv.message_id_b or known.message_id_b

@@ -31,6 +31,7 @@ class Canary:
         self.interval = 900.0  # 0: only on demand
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()  # a conversation appeared: there may be something to test with now
 
     def _subject(self) -> str | None:
         """The model to test with: the one with the most ready direct-mode conversations."""
@@ -38,7 +39,7 @@ class Canary:
         stats = pool.stats()
         best, most = None, 0
         for conv in pool:
-            if conv.mode != "direct" or pool.state_of(conv) != "ready" or not pool.can_serve(conv):
+            if not site.is_direct(conv.mode) or pool.state_of(conv) != "ready" or not pool.can_serve(conv):
                 continue
             ready = stats.get(conv.model, {}).get("ready", 0)
             if ready > most:
@@ -107,6 +108,10 @@ class Canary:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
+    def kick(self, model: str | None = None) -> None:
+        """The pool gained a conversation."""
+        self._kick.set()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -116,11 +121,21 @@ class Canary:
         """Once at start-up, as soon as there is something to test with; then every `interval`."""
         if self.interval <= 0:
             return
-        while self._subject() is None or not self.services.pages.ready_pages():
-            await asyncio.sleep(2)
+        while self._subject() is None or not self.services.pages.ready_pages(direct=True):
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), 2)
+            except asyncio.TimeoutError:
+                pass
+        # until this first run has said which strategy works, requests wait for it rather than use a
+        # strategy nobody has checked
+        first = self.services.strategy.first_run = asyncio.get_running_loop().create_future()
         while True:
             try:
                 await self.run()
             except Exception:
                 log.exception("the canary failed")
+            finally:
+                if first is not None and not first.done():
+                    first.set_result(None)
             await asyncio.sleep(self.interval)

@@ -4,7 +4,9 @@
     page reports on a job ──────────▶ engine.on_page_message
     page comes back as someone else ▶ services.forget_identity (retire the old identity's conversations)
     pool loses a conversation ──────▶ prefiller.kick (the keeper tops the model up)
-    pool asks "can this be served?" ▶ a ready page of the conversation's identity exists
+    pool gains a conversation ──────▶ canary.kick (its first run may start now)
+    pool asks "can this be served?" ▶ a ready page of the conversation's identity exists (for a direct
+                                      conversation, one the site's login gate has not stopped)
     pool asks "is one on its way?" ─▶ jobs.creating
     a request ends ─────────────────▶ monitor.record (and the JSON-lines journal, when configured)
 """
@@ -18,6 +20,7 @@ from relay.engine import ReplayEngine
 from relay.monitor import Monitor
 from relay.prefill import Prefiller
 from relay.services import Services
+from sites import lmarena as site
 
 
 @dataclass
@@ -34,9 +37,10 @@ def assemble(services: Services | None = None) -> Core:
     engine = ReplayEngine(services)
     core = Core(services, engine, Prefiller(services, engine), Canary(services, engine), Monitor(services))
     pool, pages = services.pool, services.pages
-    pool.can_serve = lambda conv: pages.page_for(conv.identity) is not None
+    pool.can_serve = lambda conv: pages.page_for(conv.identity, site.is_direct(conv.mode)) is not None
     pool.prospects = services.jobs.creating
     pool.on_shrink = core.prefiller.kick
+    pool.on_grow = core.canary.kick
     pages.on_page_change = pool.wake
     pages.on_job_message = engine.on_page_message
     pages.on_identity_change = services.forget_identity

@@ -1,9 +1,11 @@
 """The replay engine: lease a conversation, have a page send the site's request for it, hand back the
 answer's items as the proxy parses them, and give everything back when the request ends.
 
-Before the first answer line a request may try several conversations of its model (failover), get one
+Before the first answer token a request may try several conversations of its model (failover), get one
 fresh reCAPTCHA retry, or, when the model has no usable conversation at all, start a new conversation
-that carries the request (which then joins the pool).
+that carries the request (which then joins the pool). An answer that fails before its first token (an
+error line, an empty answer, a direct-battle conversation the site turned into a battle turn) counts as
+a failure there, never as a successful empty answer.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from pool_store.pool import Lease, NoConversation, PoolTimeout
+from pool_store.pool import Conversation, Lease, NoConversation, PoolTimeout
 from relay.errors import (
     ContentFiltered,
+    PromptRefused,
     RateLimited,
     RelayError,
     Unavailable,
@@ -25,7 +28,8 @@ from relay.errors import (
 )
 from relay.jobs import Job, JobDone, JobFailed, JobItem, ToolFailure
 from relay.models import ModelInfo
-from relay.pages import ADVICE, Page
+from relay.pages import Page, advice
+from relay.recaptcha import diagnose
 from relay.requestlog import RequestRecord
 from relay.services import Services
 from relay.settings import STRATEGY_CALL, Strategy
@@ -35,14 +39,20 @@ log = logging.getLogger(__name__)
 
 Kind = site.FailureKind
 # Failures before the first token after which another conversation of the same model is tried.
-# Not: content_filter (the request itself), challenge (the page), rate_limited (the model).
+# Not: content_filter and prompt_refused (the request itself), challenge (the page), rate_limited (the model),
+# spoofed_id (the clock).
 FAILOVER_KINDS = frozenset(
     {Kind.FOREIGN_SESSION, Kind.HAS_FEEDBACK, Kind.NOT_FOUND, Kind.UPSTREAM_ERROR, Kind.TRUNCATED, Kind.EMPTY,
-     Kind.STREAM_ERROR, Kind.ABORTED, ToolFailure.PAGE_ERROR, ToolFailure.TIMEOUT, ToolFailure.PAGE_GONE}
+     Kind.STREAM_ERROR, Kind.ABORTED, Kind.BATTLE_TURN, Kind.MOVED, Kind.LOGIN_GATE, ToolFailure.PAGE_ERROR,
+     ToolFailure.TIMEOUT, ToolFailure.PAGE_GONE}
 )
+CONTENT = ("text", "reasoning", "image")
 # When the page finished reading an answer, the proxy has normally already seen its end;
 # allow this long for the proxy's last hook before calling the job broken.
 PAGE_DONE_GRACE = 3.0
+# A direct-battle answer's first token waits for its second line (or this long): a battle turn streams
+# both sides from the start, so a side b line shows up by then, before anything reached the client.
+BATTLE_GUARD = 0.5
 WHO = {"upstream": "LMArena", "page": "the browser page", "proxy": "the proxy", "tool": "the tool"}
 
 
@@ -60,8 +70,18 @@ def failure_error(item: JobFailed) -> RelayError:
         return RateLimited(message, retry_after=item.retry_after or 60)
     if item.kind == Kind.CONTENT_FILTER:
         return ContentFiltered(message)
+    if item.kind == Kind.PROMPT_REFUSED:
+        return PromptRefused(f"{message}: the site refuses this prompt; sending it again will not help")
     if item.kind == Kind.RECAPTCHA:
-        return Unavailable(f"{message} (twice, with fresh tokens): {ADVICE['needs_human_check']}", retry_after=60)
+        return Unavailable(f"{message} (twice, with fresh tokens). {advice('needs_human_check')}", retry_after=60)
+    if item.kind == Kind.LOGIN_GATE:
+        return Unavailable(f"{message}. {advice('needs_account')}", retry_after=60, code="login_required")
+    if item.kind == Kind.MOVED:
+        return Unavailable(f"{message}. {advice('moved')}", retry_after=30, code="site_moved")
+    if item.kind == Kind.SPOOFED_ID:
+        return UpstreamFailed(f"{message}: the site checks the time inside the ids the page sends, and this "
+                              "machine's clock is more than an hour off: set it right (e.g. turn on NTP)",
+                              code="clock_off")
     if item.kind in (Kind.CHALLENGE, ToolFailure.PAGE_GONE):
         return Unavailable(message, retry_after=item.retry_after or 30)
     if item.kind == ToolFailure.TIMEOUT:
@@ -71,11 +91,12 @@ def failure_error(item: JobFailed) -> RelayError:
 
 @dataclass
 class Replay:
-    """One request in flight: its lease (none for a new conversation), its job, the first item."""
+    """One request in flight: its lease (none for a new conversation), its job, and the answer's items
+    up to its first token (`head`), which have already been read."""
 
     lease: Lease | None
     job: Job
-    first: JobItem
+    head: list[JobItem]
     model: ModelInfo
     record: RequestRecord
     prompt_tokens: int = 0  # estimated from the message text (never from attached files)
@@ -104,14 +125,18 @@ class ReplayEngine:
     async def start(
         self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, strategy: Strategy | None = None
     ) -> Replay:
-        """Everything up to the first answer line. Errors raised here are the request's own."""
+        """Everything up to the first answer token. Errors raised here are the request's own."""
         prompt_tokens = estimate_tokens("".join(t.content for t in turns))
-        strategy = strategy or self.services.strategy.current
-        await self._wait_for_page()
+        await self._wait_for_page(direct=not model.virtual)
+        if strategy is None:
+            await self.services.strategy.wait_for_first_verdict(self.services.settings.queue_timeout)
+            strategy = self.services.strategy.current
         deadline = time.monotonic() + self.services.settings.queue_timeout
         last: JobFailed | None = None
         for attempt in range(max(1, self.services.settings.failover_tries)):
             record.attempts = attempt + 1
+            if attempt:  # what failed may have changed the pages (a login gate, a host that moved)
+                await self._wait_for_page(direct=not model.virtual)
             if (strategy == Strategy.FRESH and not model.virtual) or self._should_create(model):
                 return await self._fresh(model, turns, record, prompt_tokens)
             lease = await self._lease(model, deadline)
@@ -124,17 +149,20 @@ class ReplayEngine:
         assert last is not None
         raise failure_error(last)
 
-    async def _wait_for_page(self) -> None:
+    async def _wait_for_page(self, direct: bool) -> None:
         settings, pages = self.services.settings, self.services.pages
         if not pages.pages:
-            raise Unavailable(
-                "No LMArena page is connected: open lmarena.ai in the browser that uses this proxy",
-                retry_after=settings.unavailable_retry_after,
-            )
-        if not pages.ready_pages():
-            # a challenge that clears by itself, a person signing in: worth a bounded wait
-            if not await pages.wait_ready(min(settings.page_wait, settings.queue_timeout)):
-                raise Unavailable(f"No LMArena page is ready. {pages.advice()}", retry_after=30)
+            raise Unavailable(f"No LMArena page is connected: {pages.advice()}",
+                              retry_after=settings.unavailable_retry_after)
+        if pages.ready_pages(direct=direct):
+            return
+        if direct and all(p.state == "needs_account" for p in pages.pages.values()):
+            # a person has to sign in: waiting for the timeout would only hide that
+            raise Unavailable(f"Direct chat needs a signed-in account. {pages.advice()}", retry_after=60,
+                              code="login_required")
+        # a challenge that clears by itself, a person signing in: worth a bounded wait
+        if not await pages.wait_ready(min(settings.page_wait, settings.queue_timeout), direct=direct):
+            raise Unavailable(f"No LMArena page is ready. {pages.advice(direct=direct)}", retry_after=30)
 
     async def _attempt(
         self, lease: Lease, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord,
@@ -144,19 +172,25 @@ class ReplayEngine:
         conv = lease.conversation
         record.leased_at = time.time()
         record.conversation = conv.session_id
-        # a pooled conversation is retried or continued; a battle one needs both sides, so always retried
-        used = Strategy.CONTINUE if strategy == Strategy.CONTINUE and conv.mode == "direct" else Strategy.RETRY
+        # a pooled conversation is retried or continued; a battle conversation is continued too where the
+        # site takes one message a turn (both sides answer a new turn, and the replayed side is read)
+        can_post = site.is_direct(conv.mode) or (
+            conv.mode == "battle" and self.services.observed.body_format == site.BodyFormat.USER_MESSAGE)
+        used = Strategy.CONTINUE if strategy == Strategy.CONTINUE and can_post else Strategy.RETRY
         record.strategy = str(used)
         job, first = await self._replay(lease, turns, model, STRATEGY_CALL[used])
-        if not isinstance(first, JobFailed):
-            return Replay(lease, job, first, model, record, prompt_tokens), None
+        head, failed = await self._head(job, first, conv)
+        if failed is None:
+            return Replay(lease, job, head, model, record, prompt_tokens), None
         self._finish(lease, job, ok=False)
+        if failed.kind == Kind.BATTLE_TURN:
+            self.services.pool.retire(conv.session_id, failed.message)
         log.warning(
             "request %s for %s: conversation %s failed before the first token (%s: %s)%s",
-            record.id, model.name, conv.session_id, first.kind, first.message,
-            "; trying another" if first.kind in FAILOVER_KINDS else "",
+            record.id, model.name, conv.session_id, failed.kind, failed.message,
+            "; trying another" if failed.kind in FAILOVER_KINDS else "",
         )
-        return None, first
+        return None, failed
 
     def _should_create(self, model: ModelInfo) -> bool:
         """A model with no conversation at all gets a new one, up to its target number at once. One whose
@@ -179,6 +213,8 @@ class ReplayEngine:
         except NoConversation:
             how = "chat once in battle mode in the browser" if model.virtual else (
                 "chat with it once in the browser, or run a prefill")
+            if any(p.needs_account for p in self.services.pages.pages.values()):
+                how += f"; {advice('needs_account')}"
             raise Unavailable(
                 f"No usable conversation of {model.name!r}: {how}", retry_after=settings.unavailable_retry_after
             ) from None
@@ -195,20 +231,72 @@ class ReplayEngine:
         fresh token."""
         conv = lease.conversation
         services = self.services
-        for _ in range(2):
+        for attempt in range(2):
             job = services.jobs.new(conv, turns, model.id, call=call, body_format=services.observed.body_format)
             try:
-                first = await self._dispatch(job, services.pages.page_for(conv.identity))
+                first = await self._dispatch(job, services.pages.page_for(conv.identity, site.is_direct(conv.mode)))
             except BaseException:
                 self._finish(lease, job, ok=False)
                 raise
             if not (isinstance(first, JobFailed) and first.kind == Kind.RECAPTCHA):
                 return job, first
-            log.info("reCAPTCHA refused the token for conversation %s: one more try", conv.session_id)
+            first = await self._diagnosed(job, first)
+            log.warning("reCAPTCHA refused the token for conversation %s: %s%s", conv.session_id, first.message,
+                        "; one more try with a fresh token" if attempt == 0 else "")
             self._end_job(job)
         # refused twice with fresh tokens: the site wants a person to prove themselves in that browser
         services.pages.flag_identity(conv.identity, "needs_human_check")
         return job, first
+
+    async def _diagnosed(self, job: Job, refused: JobFailed) -> JobFailed:
+        """The refusal, with why (from what the page reported about its token, which may come a little after
+        the proxy saw the 403)."""
+        for _ in range(10):
+            if job.token_report is not None:
+                break
+            await asyncio.sleep(0.05)
+        page = self.services.pages.pages.get(job.page_id or "")
+        reason, why = diagnose(job.token_report, page.sitekey if page else None)
+        return JobFailed(f"{refused.message} ({reason}: {why})", refused.status, refused.kind, refused.retry_after,
+                         refused.source)
+
+    async def _head(
+        self, job: Job, first: JobItem, conv: Conversation | None
+    ) -> tuple[list[JobItem], JobFailed | None]:
+        """The answer's items up to its first token, or what failed before it. For a direct-battle
+        conversation the first token waits for the next line (at most BATTLE_GUARD): a battle turn
+        shows its side b by then."""
+        head: list[JobItem] = []
+        item: JobItem = first
+        side = conv.side if conv else "a"
+        guarded = (conv.mode if conv else job.mode) == site.DIRECT_MODE_2026
+        release_at: float | None = None
+        while True:
+            if isinstance(item, JobFailed):
+                return head, item
+            if isinstance(item, JobDone):
+                if release_at is None:  # the proxy calls a contentless answer a failure; be sure anyway
+                    return head, JobFailed("the answer was empty", 502, Kind.EMPTY)
+                return head + [item], None
+            if item.kind == "error":
+                return head, JobFailed(f"the answer failed: {item.text}", 502, site.stream_error_kind(item.text))
+            if guarded and item.side != side and item.kind in CONTENT:
+                return head, JobFailed("the site turned this direct conversation into a battle turn (two hidden "
+                                       "models answer)", 502, Kind.BATTLE_TURN)
+            head.append(item)
+            if item.kind in CONTENT and item.side == side:
+                if not guarded or release_at is not None:
+                    return head, None
+                release_at = time.monotonic() + BATTLE_GUARD
+            elif release_at is not None and item.kind == "finish":
+                return head, None
+            if release_at is None:
+                item = await self.next_item(job)
+                continue
+            try:
+                item = await asyncio.wait_for(job.queue.get(), max(0.0, release_at - time.monotonic()))
+            except asyncio.TimeoutError:
+                return head, None
 
     async def _fresh(
         self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, prompt_tokens: int
@@ -219,23 +307,30 @@ class ReplayEngine:
         self.services.pool.add_target(model.name)
         job, first = await self.create_job(model, turns)
         record.conversation = job.session_id
-        if isinstance(first, JobFailed):
+        head, failed = await self._head(job, first, None)
+        if failed is not None:
             self._finish(None, job, ok=False)
-            log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, first.message,
-                        first.kind)
-            raise failure_error(first)
-        return Replay(None, job, first, model, record, prompt_tokens)
+            log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, failed.message,
+                        failed.kind)
+            raise failure_error(failed)
+        return Replay(None, job, head, model, record, prompt_tokens)
 
     async def create_job(self, model: ModelInfo, turns: list[site.ChatTurn]) -> tuple[Job, JobItem]:
         """Have a ready page create a conversation of `model` whose first turn carries `turns`."""
         services = self.services
-        job = services.jobs.new_create(model.name, model.id, model.modality, turns, services.observed.body_format)
+        job = services.jobs.new_create(model.name, model.id, model.modality, turns, services.observed.body_format,
+                                       mode=self.direct_mode())
         try:
-            first = await self._dispatch(job, services.pages.page_for(None))
+            first = await self._dispatch(job, services.pages.page_for(None, direct=True))
         except BaseException:
             self._finish(None, job, ok=False)
             raise
         return job, first
+
+    def direct_mode(self) -> str:
+        """The mode of the Direct conversations the tool creates: as set, else as the site's own client."""
+        setting = self.services.settings.direct_mode
+        return setting if setting in site.DIRECT_MODES else self.services.observed.direct_mode
 
     def end_job(self, job: Job) -> None:
         self._finish(None, job, ok=True)
@@ -251,17 +346,20 @@ class ReplayEngine:
         await page.send(self._job_message(job))
         return await self.next_item(job)
 
+    def _prefix(self, job: Job) -> str:
+        return (job.conversation.prefix if job.conversation else "") or self.services.observed.prefix
+
     def _job_message(self, job: Job) -> dict[str, Any]:
         """What the page is asked to send: the site's request for the job's call, and a fresh token."""
         settings = self.services.settings
         conv = job.conversation
-        prefix = (conv.prefix if conv else "") or self.services.observed.prefix
         request = site.page_request(
-            job.call, prefix, conv.session_id if conv else None, conv.retry_message_id() if conv else None,
-            settings.recaptcha_actions,
+            job.call, self._prefix(job), conv.session_id if conv else None,
+            conv.retry_message_id() if conv else None, settings.recaptcha_actions,
         )
-        message: dict[str, Any] = {"type": "job", "job": job.id, "sitekey": settings.recaptcha_sitekey, "body": {},
-                                   "method": request.method, "url": request.path, "action": request.action}
+        message: dict[str, Any] = {"type": "job", "job": job.id, "body": {}, "method": request.method,
+                                   "url": request.path, "action": request.action,
+                                   "sitekey": settings.recaptcha_sitekey, "fallbackSitekey": site.RECAPTCHA_SITE_KEY}
         if settings.upload_files:
             uploads = site.upload_payload(job.turns)
             if uploads:
@@ -286,7 +384,9 @@ class ReplayEngine:
         job = self.services.jobs.get(str(message.get("job", "")))
         if job is None or job.page_id != page.id:
             return
-        if kind == "job_error":
+        if kind == "job_token" and isinstance(message.get("recaptcha"), dict):
+            job.token_report = {k: v for k, v in message["recaptcha"].items() if k != "token"}
+        elif kind == "job_error":
             job.fail(f"the page could not send the request: {str(message.get('message', ''))[:300]}", 502,
                      ToolFailure.PAGE_ERROR, "page")
         elif kind == "job_done" and not job.ended:
@@ -300,18 +400,25 @@ class ReplayEngine:
     # ------------------------------------------------------------------ the end
 
     def _end_job(self, job: Job) -> None:
-        """Forget a job; if it is still running, tell its page to stop the request."""
+        """Forget a job; if its answer is still coming, have its page stop reading it and press the
+        site's Stop for the turn, so the site stops generating too."""
         services = self.services
         page = services.pages.pages.get(job.page_id or "")
         if not job.ended:
             job.ended = True
             if page is not None:
-                self._spawn(page.send({"type": "abort", "job": job.id}))
+                self._spawn(page.send({"type": "abort", "job": job.id, "stopUrl": self._stop_url(job)}))
         if services.jobs.get(job.id) is job:
             services.jobs.discard(job)
             if page is not None:
                 page.jobs = max(0, page.jobs - 1)
         services.pool.recheck(job.model)
+
+    def _stop_url(self, job: Job) -> str | None:
+        session = job.target_session
+        if not (job.flow_seen and session and job.user_message_id):
+            return None  # nothing reached the site, or the turn is not known
+        return site.stop_path(self._prefix(job), session, job.user_message_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(_quietly(coro))
@@ -330,18 +437,18 @@ class ReplayEngine:
         self._finish(replay.lease, replay.job, ok=False)
 
     async def items(self, replay: Replay) -> AsyncIterator[JobItem]:
-        """The job's items from the first on; always gives the lease back."""
+        """The answer's items from the first on; always gives the lease back."""
         ok = False
         try:
-            item = replay.first
+            pending = list(replay.head)
             while True:
+                item = pending.pop(0) if pending else await self.next_item(replay.job)
                 yield item
                 if isinstance(item, JobDone):
                     ok = True
                     return
                 if isinstance(item, JobFailed):
                     return
-                item = await self.next_item(replay.job)
         finally:
             self._finish(replay.lease, replay.job, ok)
 
@@ -355,7 +462,7 @@ class ReplayEngine:
                 elif item.kind == "image":
                     out.images.append(item.text)
                 elif item.kind == "error":
-                    out.failure = JobFailed(item.text, 502, Kind.STREAM_ERROR)
+                    out.failure = JobFailed(item.text, 502, site.stream_error_kind(item.text))
             elif isinstance(item, JobFailed):
                 out.failure = item
         return out

@@ -5,15 +5,29 @@ from __future__ import annotations
 
 
 class RelayError(Exception):
-    def __init__(self, message: str, *, retry_after: float | None = None, param: str | None = None) -> None:
+    code: str | None = None
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, param: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.param = param
+        if code is not None:
+            self.code = code
 
 
 class ContentFiltered(RelayError):
     """The site's moderation refused the request."""
+
+    code = "content_filter"
+
+
+class PromptRefused(RelayError):
+    """The site refused this prompt ("prompt failed"): asking again would only be refused again."""
+
+    code = "prompt_refused"
 
 
 class RateLimited(RelayError):

@@ -12,7 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Union
+from typing import Any, Union
 
 from pool_store.pool import Conversation
 from sites import lmarena as site
@@ -58,7 +58,10 @@ class Job:
     conversation: Conversation | None = None  # post and retry: the pooled conversation
     modality: str = "chat"
     body_format: site.BodyFormat = site.BodyFormat.USER_MESSAGE  # create and post: how to write the body
+    mode: str = site.DIRECT_MODE_2026  # create and post: the mode the body says
     session_id: str | None = None  # create: chosen when the body is written
+    user_message_id: str | None = None  # the turn's user message (the site's Stop names it); set by the rewriter
+    token_report: dict[str, Any] | None = None  # how the page made its reCAPTCHA token (never the token)
     created: float = field(default_factory=time.time)
     page_id: str | None = None
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
@@ -96,15 +99,18 @@ class JobTable:
     ) -> Job:
         """A retry (or a new turn) of a pooled conversation with the client's turns written in."""
         job = Job(secrets.token_hex(16), call, turns, model_id, conversation.model, conversation,
-                  modality=conversation.modality, body_format=body_format)
+                  modality=conversation.modality, body_format=body_format, mode=conversation.mode,
+                  user_message_id=conversation.user_message_id)
         self._jobs[job.id] = job
         return job
 
     def new_create(
-        self, model: str, model_id: str, modality: str, turns: list[site.ChatTurn], body_format: site.BodyFormat
+        self, model: str, model_id: str, modality: str, turns: list[site.ChatTurn], body_format: site.BodyFormat,
+        mode: str = site.DIRECT_MODE_2026,
     ) -> Job:
         """A new conversation of `model` whose first turn carries `turns`."""
-        job = Job(secrets.token_hex(16), "create", turns, model_id, model, modality=modality, body_format=body_format)
+        job = Job(secrets.token_hex(16), "create", turns, model_id, model, modality=modality, body_format=body_format,
+                  mode=mode)
         self._jobs[job.id] = job
         return job
 

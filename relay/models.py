@@ -20,6 +20,8 @@ class ModelInfo:
     raw: dict[str, Any]
     from_page: bool = False
     virtual: bool = False  # a name for conversations whose model the site hides (battle mode)
+    router: bool = False  # the site's router (`Max`): it picks a model for each prompt
+    selectable: bool = True  # a person can pick it on the site
 
 
 # Battle conversations hide their models: they join the pool under these names, by modality.
@@ -60,8 +62,15 @@ class ModelRegistry:
             raw=model,
             from_page=from_page,
             virtual=virtual,
+            router=site.is_router(model),
+            selectable=site.user_selectable(model),
         )
         known = self._by_name.get(info.name.lower())
+        if known is not None and known.id != info.id and known.selectable and not info.selectable:
+            # a second entry under a name already taken, which a person cannot pick: the name stays with
+            # the one they can; this one is still known by its id (a captured conversation may name it)
+            self._by_id.setdefault(info.id, info)
+            return False
         changed = known is None or known.id != info.id or known.raw != model
         if known is not None and known.id != info.id:
             self._by_id.pop(known.id, None)

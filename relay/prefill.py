@@ -23,6 +23,11 @@ from sites import lmarena as site
 log = logging.getLogger(__name__)
 
 MODEL_GROUPS = ("text", "search", "image", "video", "all")
+Kind = site.FailureKind
+# After these the rest of that model is skipped; after the others of STOP_RUN_KINDS, the whole run stops:
+# a login gate (the browser needs an account) and a clock the site distrusts stop every model alike.
+SKIP_MODEL_KINDS = frozenset({Kind.RATE_LIMITED, Kind.CHALLENGE, Kind.NOT_FOUND})
+STOP_RUN_KINDS = frozenset({Kind.LOGIN_GATE, Kind.SPOOFED_ID, Kind.MOVED})
 
 
 @dataclass
@@ -46,6 +51,7 @@ class PrefillRun:
     finished: float | None = None
     items: list[PrefillItem] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # model -> why the rest was skipped
+    stopped: bool = False  # a failure every model would meet ended the run
 
     @property
     def total(self) -> int:
@@ -147,6 +153,7 @@ class Prefiller:
         on_event(run, None)
         try:
             first = True
+            cause: PrefillItem | None = None
             for name, count in run.planned.items():
                 model = by_name[name]
                 self.services.pool.add_target(name)
@@ -157,20 +164,35 @@ class Prefiller:
                     item = await self.create_one(model, run.message)
                     run.items.append(item)
                     on_event(run, item)
-                    if not item.ok and item.kind in ("rate_limited", "challenge", "not_found"):
-                        run.skipped[name] = item.error or item.kind or "failed"
-                        log.warning("prefill: skipping the rest of %s: %s", name, item.error)
-                        for _ in range(count - sum(1 for i in run.items if i.model == name)):
-                            skipped = PrefillItem(name, False, error="skipped: " + (item.kind or ""), kind="skipped")
-                            run.items.append(skipped)
-                            on_event(run, skipped)
+                    if not item.ok and item.kind in SKIP_MODEL_KINDS | STOP_RUN_KINDS:
+                        self._skip(run, name, count, item, on_event)
+                        cause = item
                         break
+                if run.stopped and cause is not None:
+                    for other in list(run.planned)[list(run.planned).index(name) + 1:]:
+                        self._skip(run, other, run.planned[other], cause, on_event)
+                    break
         finally:
             run.finished = time.time()
             created = sum(1 for i in run.items if i.ok)
             log.info("prefill finished: %d created, %d failed or skipped", created, len(run.items) - created)
             on_event(run, None)
         return run
+
+    def _skip(self, run: PrefillRun, name: str, count: int, cause: PrefillItem,
+              on_event: Callable[[PrefillRun, PrefillItem | None], None]) -> None:
+        """The rest of a model's conversations are not tried (nor, for a failure every model would meet,
+        any other model's)."""
+        run.skipped[name] = cause.error or cause.kind or "failed"
+        if cause.kind in STOP_RUN_KINDS and not run.stopped:
+            run.stopped = True
+            log.warning("prefill: stopping: %s", cause.error)
+        elif not run.stopped:
+            log.warning("prefill: skipping the rest of %s: %s", name, cause.error)
+        for _ in range(count - sum(1 for i in run.items if i.model == name)):
+            skipped = PrefillItem(name, False, error="skipped: " + (cause.kind or ""), kind="skipped")
+            run.items.append(skipped)
+            on_event(run, skipped)
 
     async def create_one(self, model: ModelInfo, message: str) -> PrefillItem:
         """One new conversation of `model` with `message` as its first turn."""

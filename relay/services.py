@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from pool_store.pool import SessionPool
+from relay.drift import DriftLog
 from relay.jobs import JobTable
 from relay.models import ModelRegistry
 from relay.pages import PageHub
@@ -32,6 +33,7 @@ class Services:
         self.observed = SiteObservations()
         self.strategy = StrategyState()
         self.requests = RequestLog()
+        self.drift = DriftLog()
 
     def forget_identity(self, old: str, new: str | None) -> None:
         """A page came back as another browser identity: the old one's conversations would only get 401s."""

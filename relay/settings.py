@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -39,10 +40,21 @@ class StrategyState:
     mode: str = "auto"  # "auto" (the canary chooses) or a pinned strategy
     chosen: Strategy = Strategy.RETRY
     canary: dict[str, Any] | None = None  # the last canary run
+    # set while the canary's first run is under way: requests wait for its verdict rather than use a
+    # strategy nobody has checked (a retry on a site that ignores a retry's messages answers something else)
+    first_run: asyncio.Future[None] | None = None
 
     @property
     def current(self) -> Strategy:
         return self.chosen if self.mode == "auto" else Strategy(self.mode)
+
+    async def wait_for_first_verdict(self, timeout: float) -> None:
+        if self.mode != "auto" or self.first_run is None or self.first_run.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.first_run), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "current": str(self.current), "canary": self.canary}
@@ -53,6 +65,7 @@ class SiteObservations:
     """What the tool learned about the site from the traffic it saw."""
 
     body_format: site.BodyFormat = site.BodyFormat.USER_MESSAGE  # what the site's own client sends now
+    direct_mode: str = site.DIRECT_MODE_2026  # what its Direct chats are sent as now (learned from them)
     prefix: str = site.STREAM_PREFIXES[0]  # path prefix of the stream endpoints the site's client uses
     last_activity: float = 0.0  # last stream request of any kind (a person's or the tool's)
 
@@ -68,7 +81,7 @@ class Settings:
     fresh_when_empty: bool = True  # a model with no usable conversation gets a new one for the request
     prefill_message: str = "Hi"
     unavailable_retry_after: float = 10.0
-    recaptcha_sitekey: str = site.RECAPTCHA_SITE_KEY
+    recaptcha_sitekey: str = ""  # empty: the key the page finds the site using (the usual case)
     recaptcha_actions: site.RecaptchaActions = field(default_factory=site.RecaptchaActions)
     lang: str = "en"  # console and dashboard language (arena_lang)
     page_wait: float = 30.0  # a request waits this long for a page that is not ready (challenge, signed out)
@@ -81,3 +94,4 @@ class Settings:
     upload_actions: str = ""  # "generateUploadUrl id,getSignedUrl id"; empty: the page finds them
     route_prefix: str = ""  # the OpenAI and pool routes under this path, e.g. "/arena"
     rate_limit: int = 0  # requests a minute per client (API key or address); 0: no limit
+    direct_mode: str = "auto"  # the mode of the Direct conversations the tool creates; auto: as the site's client

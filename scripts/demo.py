@@ -2,10 +2,13 @@
 
     bash scripts/demo.sh
 
-1. starts the LMArena simulator and the tool (mitmdump -s addons/bridge.py), lmarena.ai mapped to the simulator;
-2. opens https://lmarena.ai in headless Chromium through the proxy (the tool's CA trusted, as a user would);
+1. starts the LMArena simulator (as the site is in 2026) and the tool (mitmdump -s addons/bridge.py), arena.ai
+   mapped to the simulator;
+2. opens https://arena.ai/text/direct in headless Chromium through the proxy (the tool's CA trusted, as a user
+   would) and signs in (Direct chat needs an account);
 3. chats once in the page, as a person would: the conversation is captured into the pool;
-4. asks the same model through the openai SDK, streaming: the answer comes back through the page.
+4. asks the same model through the openai SDK, streaming: the answer comes back through the page, by the way the
+   tool's canary found the site takes a client's messages.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import httpx  # noqa: E402
 import openai  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from simulator.stack import Stack, chat_in_page  # noqa: E402
+from simulator.stack import Stack, chat_in_page, sign_in  # noqa: E402
 
 MODEL = "gemini-2.5-pro"
 
@@ -30,14 +33,17 @@ MODEL = "gemini-2.5-pro"
 def main() -> int:
     stack = Stack(Path(tempfile.mkdtemp(prefix="arena-demo-")), cadence_ms=60)
     print("1. starting the simulator and the tool ...")
-    stack.start()
+    stack.start_simulator()
+    stack.start_tool(arena_canary_interval=900, arena_prefill="off")  # the canary as a user has it
     print(f"   proxy 127.0.0.1:{stack.proxy_port}, API {stack.api_base}/v1, simulator {stack.sim_base}")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(**stack.launch_args())
             page = browser.new_page()
-            print("2. opening https://lmarena.ai in headless Chromium through the proxy ...")
-            page.goto("https://lmarena.ai/?mode=direct")
+            print("2. opening https://arena.ai/text/direct in headless Chromium through the proxy, signing in ...")
+            page.goto("https://arena.ai/text/direct")
+            stack.wait_page_connected()
+            sign_in(page)
             stack.wait_page_connected()
             print("   page connected to the tool")
             print(f"3. chatting once in the page with {MODEL} (as a person would) ...")
@@ -65,7 +71,9 @@ def main() -> int:
             if "Say something through the bridge, please." not in answer:
                 print("\n   FAILED: the answer does not echo the SDK's message", file=sys.stderr)
                 return 1
-            print("\n   done: the SDK's messages were written into a replayed retry of the captured conversation.")
+            strategy = httpx.get(stack.api_base + "/api/strategy", timeout=10).json()["current"]
+            print(f"\n   done: the SDK's messages reached the model through the page (strategy {strategy!r}, "
+                  "chosen by the tool's canary).")
     finally:
         stack.stop()
     return 0

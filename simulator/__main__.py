@@ -1,4 +1,4 @@
-"""python -m simulator --port 18080 [--generation retry-honoured|history-kept] [--cadence-ms 15] [--csp ...]"""
+"""python -m simulator --port 18080 [--generation 2026|history-kept|retry-honoured] [--cadence-ms 15] [--csp ...]"""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator", description="An offline LMArena for tests and demos")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080, help="0 picks a free port and prints it")
-    parser.add_argument("--generation", choices=[str(g) for g in Generation], default=str(Generation.RETRY_HONOURED),
-                        help="retry-honoured: a retry's messages replace the history (to November 2025); "
-                             "history-kept: one message per turn, the server keeps the history")
+    parser.add_argument("--generation", choices=[str(g) for g in Generation], default=str(Generation.SITE_2026),
+                        help="2026: arena.ai as it is now (the default); history-kept: one message per turn, the "
+                             "server keeps the history (from November 2025); retry-honoured: a retry's messages "
+                             "replace the history (to November 2025)")
     parser.add_argument("--cadence-ms", type=float, default=15.0, help="pause between answer chunks")
     parser.add_argument("--csp", choices=["nonce", "strict", "none"], default="nonce")
     parser.add_argument("--no-recaptcha", action="store_true", help="accept requests without tokens")

@@ -84,3 +84,48 @@ def split_chunks(lines: list[str]) -> list[bytes]:
         data += raw
     bounds = [0] + cuts + [len(data)]
     return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def answer_lines(side: str, modality: str, reasoning: list[str], text: str, image: str | None,
+                 usage: dict[str, int] | None = None) -> list[str]:
+    """One side's answer as the site's stream lines: reasoning, the image, the text a word a line (with
+    citations between them for search), and the finish line (with token counts from 2026 on)."""
+    part = [f"{side}g:{json.dumps(piece, ensure_ascii=False)}" for piece in reasoning]
+    if image:
+        part.append(f"{side}2:" + json.dumps([{"type": "image", "image": image, "mimeType": "image/png"}]))
+    for index, piece in enumerate(words(text)):
+        part.append(f"{side}0:{json.dumps(piece, ensure_ascii=False)}")
+        if modality == "search" and index < len(SEARCH_SOURCES):
+            # each source as it is cited, as the site does (see the search sample)
+            delta = json.dumps({"source": {**SEARCH_SOURCES[index], "charLocation": [index]}})
+            part.append(f"{side}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
+    if modality == "search":
+        delta = json.dumps({"source": SEARCH_SOURCES})
+        part.append(f"{side}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
+    finish: dict[str, object] = {"finishReason": "stop"}
+    if usage is not None:
+        finish["usage"] = usage
+    part.append(f"{side}d:" + json.dumps(finish))
+    return part
+
+
+def with_heartbeats(lines: list[str], every: int) -> list[str]:
+    """The 2026 keep-alive: a heartbeat line first (while the model thinks), then after every `every` lines."""
+    beat = 'a2:[{"type":"heartbeat"}]'
+    out = [beat]
+    for index, line in enumerate(lines, 1):
+        out.append(line)
+        if index % every == 0:
+            out.append(beat)
+    return out
+
+
+def uuid7_time(value: str) -> float | None:
+    """The time (epoch seconds) inside a UUIDv7, or None for any other string."""
+    hexits = value.replace("-", "")
+    if len(hexits) != 32 or hexits[12] != "7":
+        return None
+    try:
+        return int(hexits[:12], 16) / 1000
+    except ValueError:
+        return None

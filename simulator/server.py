@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from simulator.answers import PNG_1X1, SEARCH_SOURCES, answer_for, interleave, split_chunks, words
+from simulator.answers import PNG_1X1, answer_for, answer_lines, interleave, split_chunks, uuid7_time, with_heartbeats
 from sites import lmarena as site
 
 RECAPTCHA_TTL = 120.0
@@ -51,10 +51,27 @@ PAGE_ONLY_MODEL = {
     "provider": "simulator",
     "capabilities": {"inputCapabilities": {"text": True}, "outputCapabilities": {"text": True}},
 }
+# The 2026 list: a second entry with a public name already taken, which a person cannot pick, and the
+# router model, which picks a model for each prompt.
+HIDDEN_TWIN_MODEL = {
+    "id": "019b5e00-0000-7000-8000-0000000000aa",
+    "publicName": "gemini-2.5-pro",
+    "organization": "google",
+    "userSelectable": False,
+    "capabilities": {"inputCapabilities": {"text": True}, "outputCapabilities": {"text": True}},
+}
+ROUTER_MODEL = {
+    "id": "019b5e00-0000-7000-8000-00000000a11a",
+    "publicName": "Max",
+    "displayName": "Max",
+    "organization": "boss-bandit",
+    "userSelectable": True,
+    "capabilities": {"inputCapabilities": {"text": True, "image": True}, "outputCapabilities": {"text": True}},
+}
 
 
 def default_models() -> list[dict[str, Any]]:
-    return site.builtin_models() + [PAGE_ONLY_MODEL]
+    return site.builtin_models() + [PAGE_ONLY_MODEL, HIDDEN_TWIN_MODEL, ROUTER_MODEL]
 
 
 class Generation(StrEnum):
@@ -64,6 +81,10 @@ class Generation(StrEnum):
     RETRY_HONOURED = "retry-honoured"
     # from November 2025: one `userMessage` per turn, token-only retries, the history kept on the server
     HISTORY_KEPT = "history-kept"
+    # arena.ai in 2026: as history-kept, plus Direct mode sent as `direct-battle` (which the site may turn
+    # into a battle turn), a login gate on Direct for guests, a new reCAPTCHA key, heartbeat lines,
+    # token counts in the finish line, a Stop endpoint, ids checked against the clock; lmarena.ai 301s
+    SITE_2026 = "2026"
 
     @property
     def retry_honours_messages(self) -> bool:
@@ -73,6 +94,15 @@ class Generation(StrEnum):
     def body_format(self) -> site.BodyFormat:
         return site.BodyFormat.MESSAGES if self == Generation.RETRY_HONOURED else site.BodyFormat.USER_MESSAGE
 
+    @property
+    def direct_mode(self) -> str:
+        """What the site's own client sends for a Direct chat."""
+        return site.DIRECT_MODE_2026 if self == Generation.SITE_2026 else "direct"
+
+    @property
+    def since_2026(self) -> bool:
+        return self == Generation.SITE_2026
+
 
 @functools.cache
 def template(name: str) -> str:
@@ -81,7 +111,8 @@ def template(name: str) -> str:
 
 @dataclass
 class SimConfig:
-    generation: Generation = Generation.RETRY_HONOURED
+    generation: Generation = Generation.SITE_2026
+    sitekey: str = site.RECAPTCHA_SITE_KEY  # the key the site's page mints its tokens with
     cadence_ms: float = 15.0  # pause between network chunks of an answer
     require_recaptcha: bool = True
     csp: str = "nonce"  # nonce | strict | none: the page's Content-Security-Policy
@@ -89,8 +120,15 @@ class SimConfig:
     v2_challenge: bool = False  # identities must tick a visible reCAPTCHA v2 box before chatting again
     anonymous_signin: bool = True  # False: a new browser has no session until it clicks "Sign in"
     arena_port: int | None = None  # the listener that stands for arena.ai (the main one is lmarena.ai)
-    redirect_to_arena: bool = False  # the 2026 move: lmarena.ai answers 301 to arena.ai
+    redirect_to_arena: bool | None = None  # lmarena.ai answers 301 to arena.ai (None: from 2026 on)
+    redirect_streams_only: bool = False  # ... for stream calls only, while its pages still load
+    clock_offset: float = 0.0  # seconds the site's clock is ahead of this machine's (the spoofed-id check)
+    heartbeat_every: int = 8  # 2026: a heartbeat line first, then after every this many lines
     models: list[dict[str, Any]] = field(default_factory=default_models)
+
+    @property
+    def moved_to_arena(self) -> bool:
+        return self.generation.since_2026 if self.redirect_to_arena is None else self.redirect_to_arena
 
 
 @dataclass
@@ -102,13 +140,14 @@ class SimSession:
     model_a: str | None
     model_b: str | None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    battle_turn: bool = False  # a direct-battle session the site turned into a battle, waiting for a vote
 
 
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.sessions: dict[str, SimSession] = {}
-        self.tokens: dict[str, tuple[str, float]] = {}
+        self.tokens: dict[str, tuple[str, float, str]] = {}  # token -> (action, expiry, site key)
         self.log: list[dict[str, Any]] = []
         self.active_by_model: dict[str, int] = {}
         self.max_by_model: dict[str, int] = {}
@@ -119,6 +158,9 @@ class Simulator:
         self.uploads: dict[str, tuple[str, bytes] | None] = {}  # R2 stand-in: key -> (type, bytes)
         self.v2_solved: set[str] = set()
         self.page_loads = 0
+        self.stops: list[dict[str, Any]] = []  # the Stop calls received
+        self.stream_hits: list[dict[str, Any]] = []  # every stream call: host, method, path, answered with what
+        self._stopping: set[str] = set()  # sessions whose answer is to stop now
 
     # ------------------------------------------------------------------ app
 
@@ -126,6 +168,7 @@ class Simulator:
         routes = [
             Route("/", self.page, methods=["GET", "POST"]),
             Route("/c/{sid}", self.page, methods=["GET", "POST"]),
+            Route("/{modality:str}/direct", self.page, methods=["GET", "POST"]),  # /text/direct etc. (2026)
             Route("/_next/static/chunks/7551-sim.js", self.actions_chunk),
             Route("/__sim/r2/{key:path}", self.r2, methods=["GET", "PUT"]),
             Route("/recaptcha/enterprise.js", self.recaptcha_js),
@@ -141,12 +184,15 @@ class Simulator:
             Route("/__sim/cf-clear", self.cf_clear, methods=["POST"]),
             Route("/__sim/v2-solve", self.v2_solve, methods=["POST"]),
             Route("/__sim/sign-in", self.sign_in, methods=["POST"]),
+            Route("/__sim/stops", self.get_stops),
+            Route("/__sim/stream-hits", self.get_stream_hits),
         ]
         for prefix in site.STREAM_PREFIXES:
             routes += [
                 Route(prefix + "create-evaluation", self.create, methods=["POST"]),
                 Route(prefix + "post-to-evaluation/{sid}", self.post, methods=["POST"]),
                 Route(prefix + "retry-evaluation-session-message/{sid}/messages/{mid}", self.retry, methods=["PUT"]),
+                Route(prefix + "stop/{sid}/messages/{mid}", self.stop, methods=["POST"]),
             ]
         return Starlette(routes=routes, middleware=[Middleware(_MoveToArena, sim=self)])
 
@@ -155,6 +201,9 @@ class Simulator:
     def _identity(self, request: Request) -> str | None:
         ident = site.identity_from_cookies(dict(request.cookies))
         return ident.split(":", 1)[1] if ident and ident.startswith("user:") else None
+
+    def _is_guest(self, request: Request) -> bool:
+        return site.session_info(dict(request.cookies))[1] is True
 
     async def page(self, request: Request) -> Response:
         if request.method == "POST":
@@ -165,41 +214,12 @@ class Simulator:
             return HTMLResponse(page, 403)
         user = self._identity(request)
         new_cookie = None
-        if user is None and self.config.anonymous_signin:
+        if user is None and self.config.anonymous_signin:  # a guest session on the first visit
             user = str(uuid.uuid4())
-            new_cookie = site.make_auth_cookie(user)
+            new_cookie = site.make_auth_cookie(user, anonymous=True)
+        guest = new_cookie is not None or self._is_guest(request)
         nonce = secrets.token_urlsafe(12)
-        flight = json.dumps(
-            {
-                "initialModels": self.config.models,
-                "initialModelAId": self.config.models[0]["id"] if self.config.models else None,
-                "initialModelBId": None,
-            },
-            ensure_ascii=False,
-        )
-        chat_models = [
-            m for m in self.config.models if site.modality_of(m) in ("chat", "search", "image")
-        ]
-        options = "\n".join(
-            f'<option value="{html.escape(m["id"])}" data-modality="{site.modality_of(m)}">'
-            f"{html.escape(m['publicName'])}</option>"
-            for m in chat_models
-        )
-        extras = ""
-        if user is None:
-            extras += '<button id="sign-in">Sign in</button>'
-        elif self.config.v2_challenge and user not in self.v2_solved:
-            extras += ('<div id="recaptcha-v2-container" style="border:2px solid #c00;padding:1em">'
-                       'Protected by reCAPTCHA <button id="v2-solve">I\'m not a robot</button></div>')
-        body = template("page.html").format(
-            extras=extras,
-            nonce=nonce,
-            flight=json.dumps("0:" + flight),
-            options=options,
-            body_format=self.config.generation.body_format,
-            sitekey=site.RECAPTCHA_SITE_KEY,
-        )
-        response = Response(body, media_type="text/html; charset=utf-8")
+        response = Response(self._page_html(nonce, user, guest), media_type="text/html; charset=utf-8")
         if self.config.csp == "nonce":
             response.headers["content-security-policy"] = (
                 f"default-src 'self'; script-src 'self' 'nonce-{nonce}' 'strict-dynamic'; "
@@ -210,6 +230,30 @@ class Simulator:
         if new_cookie:
             response.set_cookie(site.AUTH_COOKIE, new_cookie, path="/", httponly=True, samesite="lax")
         return response
+
+    def _page_html(self, nonce: str, user: str | None, guest: bool) -> str:
+        models = self.config.models
+        flight = json.dumps(
+            {"initialModels": models, "initialModelAId": models[0]["id"] if models else None,
+             "initialModelBId": None},
+            ensure_ascii=False,
+        )
+        options = "\n".join(
+            f'<option value="{html.escape(m["id"])}" data-modality="{site.modality_of(m)}">'
+            f"{html.escape(m['publicName'])}</option>"
+            for m in models if site.modality_of(m) in ("chat", "search", "image") and site.user_selectable(m)
+        )
+        extras = ""
+        if user is None or (guest and self.config.generation.since_2026):
+            extras += '<button id="sign-in">Sign in</button>'  # 2026: a guest must sign in for Direct
+        elif self.config.v2_challenge and user not in self.v2_solved:
+            extras += ('<div id="recaptcha-v2-container" style="border:2px solid #c00;padding:1em">'
+                       'Protected by reCAPTCHA <button id="v2-solve">I\'m not a robot</button></div>')
+        generation = self.config.generation
+        return template("page.html").format(
+            extras=extras, nonce=nonce, flight=json.dumps("0:" + flight), options=options,
+            body_format=generation.body_format, direct_mode=generation.direct_mode, sitekey=self.config.sitekey,
+        )
 
     # ------------------------------------------------------------------ uploads (Next.js server actions)
 
@@ -263,15 +307,17 @@ class Simulator:
     async def mint_token(self, request: Request) -> Response:
         data = await request.json()
         token = "sim-" + secrets.token_urlsafe(24)
-        self.tokens[token] = (str(data.get("action", "")), time.time() + RECAPTCHA_TTL)
+        self.tokens[token] = (str(data.get("action", "")), time.time() + RECAPTCHA_TTL, str(data.get("sitekey", "")))
         return JSONResponse({"token": token})
 
     def _check_token(self, body: dict[str, Any], action: str) -> bool:
+        """Single use, bound to its action, alive for two minutes, and minted with the site's current key
+        (a token minted with another key is what Google scores as invalid)."""
         if not self.config.require_recaptcha:
             return True
         token = body.get("recaptchaV3Token")
         entry = self.tokens.pop(token, None) if isinstance(token, str) else None
-        return bool(entry and entry[0] == action and entry[1] > time.time())
+        return bool(entry and entry[0] == action and entry[1] > time.time() and entry[2] == self.config.sitekey)
 
     # ------------------------------------------------------------------ test hooks
 
@@ -292,9 +338,17 @@ class Simulator:
         return JSONResponse({"ok": bool(user)})
 
     async def sign_in(self, request: Request) -> Response:
+        """A person signs in (or up): a session of a registered account."""
         response = JSONResponse({"ok": True})
-        response.set_cookie(site.AUTH_COOKIE, site.make_auth_cookie(str(uuid.uuid4())), path="/", httponly=True)
+        cookie = site.make_auth_cookie(str(uuid.uuid4()), anonymous=False)
+        response.set_cookie(site.AUTH_COOKIE, cookie, path="/", httponly=True)
         return response
+
+    async def get_stops(self, request: Request) -> Response:
+        return JSONResponse(self.stops)
+
+    async def get_stream_hits(self, request: Request) -> Response:
+        return JSONResponse(self.stream_hits)
 
     async def image(self, request: Request) -> Response:
         return Response(PNG_1X1, media_type="image/png")
@@ -325,7 +379,8 @@ class Simulator:
     async def set_config(self, request: Request) -> Response:
         data = await request.json()
         for key in ("cadence_ms", "require_recaptcha", "csp", "cloudflare_seconds", "v2_challenge",
-                    "anonymous_signin", "redirect_to_arena"):
+                    "anonymous_signin", "redirect_to_arena", "redirect_streams_only", "sitekey", "clock_offset",
+                    "heartbeat_every"):
             if key in data:
                 setattr(self.config, key, data[key])
         if "generation" in data:
@@ -369,10 +424,30 @@ class Simulator:
             return None, HTMLResponse(template("cloudflare.html").replace("SECONDS", "5"), 403)
         user = self._identity(request)
         if user is None:
-            return None, JSONResponse({"error": "Unauthorized"}, status_code=401)
+            # 2026: a call without any session cookie fails inside the site ("typically HTTP 500")
+            status = 500 if self.config.generation.since_2026 else 401
+            return None, JSONResponse({"error": "Unauthorized"}, status_code=status)
         if self.config.v2_challenge and user not in self.v2_solved:
             return None, JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
         return user, None
+
+    def _gate(self, request: Request, mode: str) -> Response | None:
+        """2026: Direct (and side-by-side) need a registered account; a guest may only battle."""
+        if self.config.generation.since_2026 and mode != "battle" and self._is_guest(request):
+            return JSONResponse({"error": "LOGIN_GATE", "message": "Sign in to use this mode"}, status_code=401)
+        return None
+
+    def _spoofed(self, data: dict[str, Any]) -> Response | None:
+        """2026: ids are UUIDv7s whose time must be within an hour of the site's clock."""
+        if not self.config.generation.since_2026:
+            return None
+        now = time.time() + self.config.clock_offset
+        for key in ("id", "userMessageId", "modelAMessageId"):
+            value = data.get(key)
+            at = uuid7_time(value) if isinstance(value, str) else None
+            if at is not None and abs(at - now) > 3600:
+                return JSONResponse({"error": "Evaluation session ID seems spoofed, offset too big"}, 400)
+        return None
 
     async def create(self, request: Request) -> Response:
         user, err = self._auth(request)
@@ -381,10 +456,13 @@ class Simulator:
         data, err = await self._read(request)
         if err or data is None:
             return err or Response(status_code=400)
+        mode = str(data.get("mode", "direct"))
+        err = self._gate(request, mode) or self._spoofed(data)
+        if err:
+            return err
         if not self._check_token(data, site.ACTION_SUBMIT):
             return JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
         sid = data.get("id")
-        mode = data.get("mode", "direct")
         if not isinstance(sid, str) or sid in self.sessions:
             return JSONResponse({"error": "Invalid or duplicate session id"}, status_code=400)
         model_a = data.get("modelAId")
@@ -426,6 +504,9 @@ class Simulator:
             return None, data, JSONResponse(
                 {"error": f"User {user} does not have access to evaluation session {sid}"}, 401
             )
+        err = self._gate(request, session.mode) or self._spoofed({k: v for k, v in data.items() if k != "id"})
+        if err:
+            return None, data, err
         if not self._check_token(data, action):
             return None, data, JSONResponse({"error": "recaptcha validation failed"}, status_code=403)
         return session, data, None
@@ -434,6 +515,9 @@ class Simulator:
         session, data, err = await self._existing(request, site.ACTION_SUBMIT)
         if err or session is None:
             return err or Response(status_code=400)
+        if session.battle_turn:  # a direct turn posted while the site waits for a battle vote
+            return JSONResponse({"error": "Bad next turn request in Battles in Direct mode. DIRECT was requested, "
+                                          "but expected a BATTLE turn"}, status_code=400)
         fault = self._take_fault(session.id)
         if fault and "status" in fault:
             return fault_response(fault)
@@ -450,7 +534,7 @@ class Simulator:
                 {"id": user_id, "role": "user", "content": content, "parentMessageIds": parents[-1:]}
             )
         elif isinstance(data.get("messages"), list):
-            # Era A: the client sends the whole chain; keep everything but the pending placeholders.
+            # The whole chain: keep everything but the pending placeholders.
             session.messages = [
                 {k: m.get(k) for k in ("id", "role", "content", "parentMessageIds", "participantPosition")}
                 for m in data["messages"]
@@ -458,10 +542,15 @@ class Simulator:
             ]
         else:
             return JSONResponse({"error": "Invalid body"}, status_code=400)
-        positions = {"a": data.get("modelAMessageId")}
-        if session.mode != "direct" and data.get("modelBMessageId"):
-            positions["b"] = data["modelBMessageId"]
-        return self._answer(session, positions, request, fault)
+        sides = {"a": data.get("modelAMessageId")}
+        if session.mode not in site.DIRECT_MODES and data.get("modelBMessageId"):
+            sides["b"] = data["modelBMessageId"]
+        if fault and fault.get("battle_turn") and session.mode == site.DIRECT_MODE_2026:
+            # the site turns this direct chat into a battle turn: two hidden models answer
+            session.battle_turn = True
+            session.model_a, session.model_b = self._battle_pair(session.id, session.modality)
+            sides["b"] = data.get("modelBMessageId") or str(uuid.uuid4())
+        return self._answer(session, sides, request, fault)
 
     async def retry(self, request: Request) -> Response:
         session, data, err = await self._existing(request, site.ACTION_RETRY)
@@ -476,7 +565,7 @@ class Simulator:
         fault = self._take_fault(session.id)
         if fault and "status" in fault:
             return fault_response(fault)  # the site changes nothing when it refuses
-        position = target.get("participantPosition") or "a"
+        side = target.get("participantPosition") or "a"
         if self.config.generation.retry_honours_messages and isinstance(data.get("messages"), list):
             # Honour the client's chain: it replaces the history before the retried message.
             chain = [
@@ -490,77 +579,86 @@ class Simulator:
             index = session.messages.index(target)
             session.messages = session.messages[: index + 1]
         session.messages.remove(target)
-        return self._answer(session, {position: mid}, request, fault)
+        return self._answer(session, {side: mid}, request, fault)
+
+    async def stop(self, request: Request) -> Response:
+        """The Stop button: the answer being generated in the session ends now."""
+        user = self._identity(request)
+        sid, mid = request.path_params["sid"], request.path_params["mid"]
+        session = self.sessions.get(sid)
+        if session is None or session.owner != user:
+            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        self.stops.append({"session": sid, "message": mid, "body": body, "time": time.time()})
+        self._stopping.add(sid)
+        return JSONResponse({"success": True})
 
     # ------------------------------------------------------------------ answers
 
     def _answer(
         self,
         session: SimSession,
-        positions: dict[str, str | None],
+        sides: dict[str, str | None],
         request: Request,
         fault: dict[str, Any] | None,
     ) -> Response:
         history = [(m["role"], m.get("content") or "") for m in session.messages]
         lines: list[str] = []
-        for pos, mid in positions.items():
-            model_id = session.model_a if pos == "a" else session.model_b
-            model = self.models_by_id.get(model_id or "", {})
-            name = model.get("publicName", "hidden-model")
-            image_base = str(request.base_url) + "__sim/image/"  # the tool can fetch these offline
-            reasoning, text, image = answer_for(name, session.modality, history, image_base)
-            session.messages.append(
-                {
-                    "id": mid,
-                    "role": "assistant",
-                    "content": text,
-                    "parentMessageIds": [session.messages[-1]["id"]] if session.messages else [],
-                    "participantPosition": pos,
-                }
-            )
-            part: list[str] = []
-            for piece in reasoning:
-                part.append(f"{pos}g:{json.dumps(piece, ensure_ascii=False)}")
-            if image:
-                part.append(f"{pos}2:" + json.dumps([{"type": "image", "image": image, "mimeType": "image/png"}]))
-            for index, piece in enumerate(words(text)):
-                part.append(f"{pos}0:{json.dumps(piece, ensure_ascii=False)}")
-                if session.modality == "search" and index < len(SEARCH_SOURCES):
-                    # each source as it is cited, as the site does (see the search sample)
-                    delta = json.dumps({"source": {**SEARCH_SOURCES[index], "charLocation": [index]}})
-                    part.append(f"{pos}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
-            if session.modality == "search":
-                delta = json.dumps({"source": SEARCH_SOURCES})
-                part.append(f"{pos}c:" + json.dumps({"toolCallId": "citation-source", "argsTextDelta": delta}))
-            part.append(f"{pos}d:" + json.dumps({"finishReason": "stop"}))
+        for side, mid in sides.items():
+            model_id = session.model_a if side == "a" else session.model_b
+            name = self.models_by_id.get(model_id or "", {}).get("publicName", "hidden-model")
+            reasoning, text, image = answer_for(name, session.modality, history, str(request.base_url) + "__sim/image/")
+            session.messages.append({"id": mid, "role": "assistant", "content": text, "participantPosition": side,
+                                     "parentMessageIds": [session.messages[-1]["id"]] if session.messages else []})
+            usage = {"promptTokens": sum(len(c) for _, c in history) // 4, "completionTokens": len(text) // 4}
+            part = answer_lines(side, session.modality, reasoning, text, image,
+                                usage if self.config.generation.since_2026 else None)
             if lines:
                 interleave(lines, part)
             else:
                 lines.extend(part)
-        cut_after = int(fault["cut_after"]) if fault and "cut_after" in fault else None
-        if cut_after is not None:
-            lines = lines[:cut_after]
-        model_key = session.model_a or "battle"
-        headers = {
-            "cache-control": "no-cache",
-            "access-control-allow-origin": "*",
-            "ratelimit": "limit=3000, remaining=2990, reset=60",
-            "ratelimit-policy": "3000;w=300",
-            "x-matched-path": request.url.path,
-        }
+        lines = self._shaped(lines, fault)
         return StreamingResponse(
-            self._emit(lines, model_key, session.id, broken=cut_after is not None),
+            self._emit(lines, session.model_a or "battle", session.id,
+                       broken=bool(fault and "cut_after" in fault)),
             media_type="text/event-stream",
-            headers=headers,
+            headers=self._answer_headers(request),
         )
+
+    def _shaped(self, lines: list[str], fault: dict[str, Any] | None) -> list[str]:
+        """The answer's lines as this generation sends them, with any injected fault applied."""
+        if self.config.generation.since_2026 and self.config.heartbeat_every > 0:
+            lines = with_heartbeats(lines, self.config.heartbeat_every)
+        if fault and "replace_lines" in fault:
+            lines = list(fault["replace_lines"])
+        if fault and "insert" in fault:
+            at = int(fault["insert"].get("at", 0))
+            lines = lines[:at] + list(fault["insert"]["lines"]) + lines[at:]
+        if fault and "cut_after" in fault:
+            lines = lines[: int(fault["cut_after"])]
+        return lines
+
+    def _answer_headers(self, request: Request) -> dict[str, str]:
+        if self.config.generation.since_2026:
+            limits = {"ratelimit": "limit=1800, remaining=1790, reset=300", "ratelimit-policy": "1800;w=300"}
+        else:
+            limits = {"ratelimit": "limit=3000, remaining=2990, reset=60", "ratelimit-policy": "3000;w=300"}
+        return {"cache-control": "no-cache", "access-control-allow-origin": "*", "x-matched-path": request.url.path,
+                **limits}
 
     async def _emit(self, lines: list[str], model_key: str, sid: str, broken: bool) -> AsyncIterator[bytes]:
         self.active_by_model[model_key] = self.active_by_model.get(model_key, 0) + 1
         self.max_by_model[model_key] = max(self.max_by_model.get(model_key, 0), self.active_by_model[model_key])
         self.active_by_session[sid] = self.active_by_session.get(sid, 0) + 1
         self.max_by_session[sid] = max(self.max_by_session.get(sid, 0), self.active_by_session[sid])
+        self._stopping.discard(sid)
         try:
             for chunk in split_chunks(lines):
+                if sid in self._stopping:
+                    return  # stopped: the site ends the answer where it is
                 yield chunk
                 await asyncio.sleep(self.config.cadence_ms / 1000)
             if broken:
@@ -571,19 +669,29 @@ class Simulator:
 
 
 class _MoveToArena:
-    """When the move is on, what reaches the lmarena.ai listener is sent to arena.ai (301).
-    A plain ASGI middleware, so the answers still stream untouched."""
+    """What reaches the lmarena.ai listener goes to arena.ai with a 301, once the move is on (only the
+    stream calls with `redirect_streams_only`). A plain ASGI middleware, so answers still stream untouched."""
 
     def __init__(self, app: Any, sim: Simulator) -> None:
         self.app = app
         self.sim = sim
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         config = self.sim.config
-        if scope["type"] == "http" and config.redirect_to_arena and config.arena_port:
-            server = scope.get("server") or ("", 0)
-            path = scope.get("path", "")
-            if server[1] != config.arena_port and not path.startswith("/__sim/"):
+        path = scope.get("path", "")
+        server = scope.get("server") or ("", 0)
+        host = "arena.ai" if config.arena_port and server[1] == config.arena_port else "lmarena.ai"
+        hit = {"host": host, "method": scope.get("method"), "path": path, "answer": "handled"}
+        if "/stream/" in path:
+            self.sim.stream_hits.append(hit)
+        if config.arena_port and (config.moved_to_arena or config.redirect_streams_only):
+            streams_only = config.redirect_streams_only and not config.moved_to_arena
+            moved = not path.startswith("/__sim/") and (not streams_only or "/stream/" in path)
+            if host == "lmarena.ai" and moved:
+                hit["answer"] = "301"
                 query = scope.get("query_string", b"").decode()
                 location = f"https://arena.ai{path}" + (f"?{query}" if query else "")
                 await Response(status_code=301, headers={"location": location})(scope, receive, send)

@@ -104,7 +104,7 @@ class _Proc:
 @dataclass
 class Stack:
     workdir: Path
-    generation: str = "retry-honoured"  # simulator.server.Generation
+    generation: str = "2026"  # simulator.server.Generation
     cadence_ms: float = 15.0
     csp: str = "nonce"
     tool_options: dict[str, Any] = field(default_factory=dict)
@@ -265,6 +265,14 @@ def chat_in_page(page: Any, model: str, text: str, timeout_ms: float = 20000) ->
     page.click("#send")
     wait_js(page, f"window.__simAnswers.length > {before}", timeout_ms)
     return page.evaluate("window.__simAnswers[window.__simAnswers.length - 1]")
+
+
+def sign_in(page: Any, timeout_ms: float = 20000) -> None:
+    """Click the simulated site's "Sign in": a registered account's session, then the page reloads."""
+    with page.expect_navigation(timeout=timeout_ms):
+        page.click("#sign-in")
+    wait_js(page, "!document.getElementById('sign-in') && window.__lmarenaBridge && window.__lmarenaBridge.connected",
+            timeout_ms)
 
 
 def wait_js(page: Any, expression: str, timeout_ms: float = 20000) -> Any:

@@ -22,12 +22,31 @@ from importlib import resources
 from typing import Any, Iterable, Literal
 from urllib.parse import unquote
 
-DEFAULT_HOSTS = ("lmarena.ai", "www.lmarena.ai", "arena.ai", "www.arena.ai")
+# arena.ai is the site's home since 2026; lmarena.ai answers with a 301 to it.
+CANONICAL_HOST = "arena.ai"
+DEFAULT_HOSTS = ("arena.ai", "www.arena.ai", "lmarena.ai", "www.lmarena.ai")
+START_URL = f"https://{CANONICAL_HOST}/text/direct"  # where a person starts a Direct chat
 STREAM_PREFIXES = ("/nextjs-api/stream/", "/api/stream/")
-RECAPTCHA_SITE_KEY = "6Led_uYrAAAAAKjxDIF58fgFtX3t8loNAK85bW9I"
+# The chat key since May 2026. The page script reads the key the site itself uses at run time; this is
+# only the fallback when it finds none (and the simulator's key).
+RECAPTCHA_SITE_KEY = "6LeTGMcsAAAAALuIlkVwIxaAuZA8VledA6d3Nnb0"
+RECAPTCHA_OLD_KEYS = ("6Led_uYrAAAAAKjxDIF58fgFtX3t8loNAK85bW9I",)  # chat key until spring 2026
+_SITEKEY = re.compile(r"[A-Za-z0-9_-]{20,60}")
 ACTION_SUBMIT = "chat_submit"  # create-evaluation and post-to-evaluation
 ACTION_RETRY = "chat_retry"
 AUTH_COOKIE = "arena-auth-prod-v1"
+# Direct mode: "direct" until mid-2026; the site's client now sends "direct-battle" (a direct chat the
+# site may turn into a battle turn). Both are direct conversations of the chosen model.
+DIRECT_MODES = ("direct", "direct-battle")
+DIRECT_MODE_2026 = "direct-battle"
+
+
+def is_direct(mode: str) -> bool:
+    return mode in DIRECT_MODES
+
+
+def looks_like_sitekey(value: str) -> bool:
+    return bool(_SITEKEY.fullmatch(value))
 # Request fields that must never be stored or logged.
 SECRET_FIELDS = ("recaptchaV3Token", "recaptchaV2Token")
 
@@ -221,9 +240,14 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
         turn.message_ids["b"] = str(data["modelBMessageId"]).lower()
     if turn.mode == "direct" and call.kind == "post" and "mode" not in data and turn.model_b_id:
         turn.mode = "side-by-side"
-    if data.get("mode") == "direct":
-        turn.message_ids.pop("b", None)  # tolerated in direct mode, never answered
+    if is_direct(str(data.get("mode"))):
+        turn.message_ids.pop("b", None)  # sent in direct mode too; answered only if the site makes it a battle
     return turn
+
+
+def stop_path(prefix: str, session_id: str, message_id: str) -> str:
+    """The site's Stop button: ends the generation of a turn (2026)."""
+    return f"{prefix}stop/{session_id}/messages/{message_id}"
 
 
 # --------------------------------------------------------------------------- stream
@@ -233,7 +257,9 @@ def parse_request(call: StreamCall, body: bytes) -> Turn:
 class StreamEvent:
     """One line of an answer, decoded.
 
-    kind: text | reasoning | image | citation | finish | error | other
+    kind: text | reasoning | image | citation | heartbeat | finish | error | other | unknown
+    (`unknown`: a code the site's client knows but this module does not; `data` is its shape, never its
+    content). A finish may carry the site's own token counts in `data["usage"]`.
     """
 
     kind: str
@@ -244,48 +270,122 @@ class StreamEvent:
 
 def parse_line(line: str) -> StreamEvent | None:
     """`<side><code>:<json>` → event: the AI SDK's data-stream part codes behind a side letter
-    (`a0:"text"`, `ag:` reasoning, `a2:` data such as images, `ac:` citations, `a3:` an error,
-    `ad:` the finish). Blank lines give None."""
+    (`a0:"text"`, `ag:` reasoning, `a2:` data such as images and heartbeats, `ac:` citations, `a3:` a
+    provider error, `ae:` a platform error or a step's end, `ad:` the finish). Blank lines give None."""
     line = line.rstrip("\r")
     if not line.strip():
         return None
     if len(line) < 3 or line[2] != ":" or line[0] not in "ab":
-        return StreamEvent("other", text=line)
-    pos, code, raw = line[0], line[1], line[3:]
+        return StreamEvent("unknown", data=line_shape("?", line))
+    side, code, raw = line[0], line[1], line[3:]
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError:
-        return StreamEvent("other", pos, text=line)
-    if code == "0":
-        if payload == "hasArenaError":
-            return StreamEvent("error", pos, text="the site reported an arena error")
-        return StreamEvent("text", pos, text=payload if isinstance(payload, str) else str(payload))
-    if code == "g":
-        return StreamEvent("reasoning", pos, text=payload if isinstance(payload, str) else str(payload))
-    if code == "2" and isinstance(payload, list):
+        return StreamEvent("unknown", side, data=line_shape(code, None, raw))
+    parse = _PARSERS.get(code)
+    if parse is None:
+        return StreamEvent("unknown", side, data=line_shape(code, payload))
+    return parse(side, payload)
+
+
+def _text(side: str, payload: Any) -> StreamEvent:
+    if payload == "hasArenaError":
+        return StreamEvent("error", side, text="the site reported an arena error")
+    return StreamEvent("text", side, text=payload if isinstance(payload, str) else str(payload))
+
+
+def _reasoning(side: str, payload: Any) -> StreamEvent:
+    return StreamEvent("reasoning", side, text=payload if isinstance(payload, str) else str(payload))
+
+
+def _data(side: str, payload: Any) -> StreamEvent:
+    if isinstance(payload, list):
         for item in payload:
-            if isinstance(item, dict) and item.get("type") in ("image", "video"):
-                url = item.get("image") or item.get("url") or ""
-                return StreamEvent("image", pos, text=url, data=item)
-        return StreamEvent("other", pos, data=payload)
-    if code == "c" and isinstance(payload, dict):
-        if payload.get("toolCallId") == "citation-source":
-            try:
-                args = json.loads(payload.get("argsTextDelta") or "{}")
-            except json.JSONDecodeError:
-                args = {}
-            return StreamEvent("citation", pos, data=args.get("source"))
-        return StreamEvent("other", pos, data=payload)
-    if code == "3":
-        return StreamEvent("error", pos, text=payload if isinstance(payload, str) else json.dumps(payload))
-    if code in ("d", "e") and isinstance(payload, dict):
-        reason = str(payload.get("finishReason") or "stop")
-        if code == "e":
-            return StreamEvent("other", pos, data=payload)
-        if reason == "error":
-            return StreamEvent("error", pos, text="the model's answer failed", data=payload)
-        return StreamEvent("finish", pos, text=reason, data=payload)
-    return StreamEvent("other", pos, data=payload)
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "heartbeat":
+                return StreamEvent("heartbeat", side)  # keeps the upstream timeout alive, never content
+            if item.get("type") in ("image", "video"):
+                return StreamEvent("image", side, text=item.get("image") or item.get("url") or "", data=item)
+    return StreamEvent("other", side, data=payload)
+
+
+def _citation(side: str, payload: Any) -> StreamEvent:
+    if isinstance(payload, dict) and payload.get("toolCallId") == "citation-source":
+        try:
+            args = json.loads(payload.get("argsTextDelta") or "{}")
+        except json.JSONDecodeError:
+            args = {}
+        return StreamEvent("citation", side, data=args.get("source") if isinstance(args, dict) else None)
+    return StreamEvent("other", side, data=payload)
+
+
+def _error(side: str, payload: Any) -> StreamEvent:
+    """`a3:` an error of the model's provider (its text may be JSON, e.g. moderation_blocked)."""
+    return StreamEvent("error", side, text=payload if isinstance(payload, str) else json.dumps(payload),
+                       data={"source": "provider"})
+
+
+def _step_end(side: str, payload: Any) -> StreamEvent:
+    """`ae:` the AI SDK's finish-step; with a message instead, the site's own (platform) error."""
+    if isinstance(payload, dict) and ("message" in payload or "error" in payload):
+        message = payload.get("message") or payload.get("error")
+        return StreamEvent("error", side, text=str(message), data={"source": "platform"})
+    if isinstance(payload, str):
+        return StreamEvent("error", side, text=payload, data={"source": "platform"})
+    return StreamEvent("other", side, data=payload)
+
+
+def _finish(side: str, payload: Any) -> StreamEvent:
+    if not isinstance(payload, dict):
+        return StreamEvent("other", side, data=payload)
+    reason = str(payload.get("finishReason") or "stop")
+    if reason == "error":
+        return StreamEvent("error", side, text="the model's answer failed", data=payload)
+    return StreamEvent("finish", side, text=reason, data=payload)
+
+
+# Codes the site's client handles that carry nothing for an OpenAI answer (tool calls of WebDev, steps,
+# message annotations, files of other kinds): known, so not drift.
+def _ignored(side: str, payload: Any) -> StreamEvent:
+    return StreamEvent("other", side, data=payload)
+
+
+_PARSERS = {
+    "0": _text, "g": _reasoning, "2": _data, "c": _citation, "3": _error, "e": _step_end, "d": _finish,
+    "8": _ignored, "9": _ignored, "a": _ignored, "b": _ignored, "f": _ignored, "h": _ignored, "i": _ignored,
+    "j": _ignored, "k": _ignored,
+}
+
+
+def line_shape(code: str, payload: Any, raw: str | None = None) -> str:
+    """What a line looks like without what it says: its code and the kinds and keys of its JSON."""
+    if raw is not None:
+        return f"{code}:not-json"
+
+    def shape(value: Any, depth: int = 0) -> str:
+        if isinstance(value, dict):
+            keys = sorted(str(k) for k in value)[:12]
+            if depth >= 1:
+                return "{" + ",".join(keys) + "}"
+            return "{" + ",".join(f"{k}:{shape(value[k], depth + 1)}" for k in keys) + "}"
+        if isinstance(value, list):
+            return "[" + (shape(value[0], depth + 1) if value else "") + "]"
+        return type(value).__name__
+    return f"{code}:{shape(payload)}"
+
+
+def usage_of(event: StreamEvent) -> dict[str, int] | None:
+    """The site's own token counts from a finish line, when it sends them (prompt, completion)."""
+    usage = event.data.get("usage") if event.kind == "finish" and isinstance(event.data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("promptTokens", usage.get("inputTokens"))
+    completion = usage.get("completionTokens", usage.get("outputTokens"))
+    if not (isinstance(prompt, int) and isinstance(completion, int)) or isinstance(prompt, bool) \
+            or isinstance(completion, bool) or min(prompt, completion) < 0:
+        return None
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
 
 
 class StreamParser:
@@ -331,6 +431,11 @@ class FailureKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # 429
     NOT_FOUND = "not_found"  # 404: no such conversation or model
     CONTENT_FILTER = "content_filter"  # 422: moderation
+    LOGIN_GATE = "login_gate"  # 401 LOGIN_GATE: Direct needs a signed-in account (a state of the browser)
+    BATTLE_TURN = "battle_turn"  # a direct-battle conversation the site turned into a battle turn
+    SPOOFED_ID = "spoofed_id"  # 400: the time inside the ids is off by more than an hour (the clock)
+    MOVED = "moved"  # 3xx to another host, or 405 after a redirect re-sent a POST as a GET
+    PROMPT_REFUSED = "prompt_refused"  # 429 "prompt failed": the site refuses this prompt; not a rate limit
     UPSTREAM_ERROR = "upstream_error"  # any other status
     STREAM_ERROR = "stream_error"  # an error line inside the answer
     TRUNCATED = "truncated"  # the answer stopped before its finish line
@@ -349,23 +454,35 @@ class Failure:
     kind: FailureKind = FailureKind.UPSTREAM_ERROR
 
 
-def classify_failure(status: int, body: str, headers: dict[str, str] | None = None) -> Failure:
+def classify_failure(
+    status: int, body: str, headers: dict[str, str] | None = None, had_auth_cookie: bool = True
+) -> Failure:
+    """What a non-streaming answer to a stream call means, from its status, body and headers."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     text = body.strip()
-    try:
-        parsed = json.loads(text)
-        message = str(parsed.get("error", text)) if isinstance(parsed, dict) else text
-    except (ValueError, AttributeError):
-        message = text
+    message = _error_message(text)
     lowered = message.lower()
     if "just a moment" in lowered or "_cf_chl_opt" in lowered or "cf-chl" in lowered:
         return Failure(status, "Cloudflare challenge: the page needs a human check", "keep", 30, FailureKind.CHALLENGE)
+    if status in (301, 302, 303, 307, 308) or status == 405:
+        where = headers.get("location", "")
+        return Failure(status, f"the site answered {status}" + (f" (to {where})" if where else "")
+                       + ": it has moved to another host", "keep", None, FailureKind.MOVED)
+    if "login_gate" in lowered.replace(" ", "_") or (status == 500 and not had_auth_cookie):
+        return Failure(status, "Direct chat needs a signed-in account (LOGIN_GATE)", "keep", None,
+                       FailureKind.LOGIN_GATE)
     if status == 401:
         return Failure(status, message[:300], "retire", None, FailureKind.FOREIGN_SESSION)
     if status == 400 and "already has feedback" in lowered:
         return Failure(status, message[:300], "retire", None, FailureKind.HAS_FEEDBACK)
+    if status == 400 and "expected a battle turn" in lowered:
+        return Failure(status, message[:300], "retire", None, FailureKind.BATTLE_TURN)
+    if status == 400 and "spoofed" in lowered:
+        return Failure(status, message[:300], "keep", None, FailureKind.SPOOFED_ID)
     if status == 403 and "recaptcha" in lowered:
         return Failure(status, message[:300], "keep", None, FailureKind.RECAPTCHA)
+    if status == 429 and "prompt failed" in lowered:
+        return Failure(status, message[:300], "keep", None, FailureKind.PROMPT_REFUSED)
     if status == 429:
         wait = rate_limit_wait(headers)
         return Failure(status, message[:300] or "rate limited", "cool", wait, FailureKind.RATE_LIMITED)
@@ -376,15 +493,54 @@ def classify_failure(status: int, body: str, headers: dict[str, str] | None = No
     return Failure(status, message[:300] or f"upstream status {status}", "keep", None)
 
 
-def answer_failure(seen_error: str | None, finished: bool, had_content: bool) -> Failure | None:
+def error_shape(body: str) -> str:
+    """An error body's shape for the drift log: its JSON keys, or that it is text or HTML (never its words)."""
+    text = body.strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "html" if text.startswith("<") else ("empty" if not text else "text")
+    return line_shape("body", parsed).split(":", 1)[1]
+
+
+def _error_message(text: str) -> str:
+    """The error a body carries: `{"error": ...}`, `{"message": ...}`, `{"code": ...}` or the text itself."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "code"):
+            value = parsed.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict):
+                return str(value.get("message") or value.get("code") or json.dumps(value))
+    return text
+
+
+def answer_failure(
+    seen_error: str | None, finished: bool, had_content: bool, battle_turn: bool = False
+) -> Failure | None:
     """What a 200 answer that ended amounts to: None when it was a good answer."""
+    if battle_turn:
+        return Failure(502, "the site turned this direct conversation into a battle turn (two hidden models)",
+                       "retire", kind=FailureKind.BATTLE_TURN)
     if seen_error:
-        return Failure(502, f"the answer failed: {seen_error}", "keep", kind=FailureKind.STREAM_ERROR)
+        return Failure(502, f"the answer failed: {seen_error}", "keep", kind=stream_error_kind(seen_error))
     if not finished:
         return Failure(502, "the answer stopped before its last line", "keep", kind=FailureKind.TRUNCATED)
     if not had_content:
         return Failure(502, "the answer was empty", "keep", kind=FailureKind.EMPTY)
     return None
+
+
+def stream_error_kind(text: str) -> FailureKind:
+    """An error line of an answer: moderation (the provider's or the site's) or any other failure."""
+    lowered = text.lower()
+    if any(word in lowered for word in ("moderation", "content_filter", "content-filter", "violates", "flagged")):
+        return FailureKind.CONTENT_FILTER
+    return FailureKind.STREAM_ERROR
 
 
 def rate_limit_wait(headers: dict[str, str], now: float | None = None) -> float:
@@ -414,23 +570,31 @@ def identity_from_cookies(cookies: dict[str, str]) -> str | None:
     The cookie value itself is a credential and is never returned, stored or logged; when the
     user id cannot be read, a short one-way hash of the value stands in for it.
     """
+    return session_info(cookies)[0]
+
+
+def session_info(cookies: dict[str, str]) -> tuple[str | None, bool | None]:
+    """(identity, anonymous): who the session cookie says this is, and whether it is a guest (an
+    anonymous session, which the site keeps out of Direct mode since 2026). None where it cannot tell."""
     value = cookies.get(AUTH_COOKIE)
-    if value is None:
+    if value is None:  # a large session is split into .0, .1, ...
         parts = [cookies[k] for k in sorted(cookies) if re.fullmatch(re.escape(AUTH_COOKIE) + r"\.\d+", k)]
         value = "".join(parts) if parts else None
     if not value:
         provisional = cookies.get("provisional_user_id")
-        return f"provisional:{provisional}" if provisional else None
+        return (f"provisional:{provisional}", True) if provisional else (None, None)
     value = unquote(value)
     raw = value[len("base64-") :] if value.startswith("base64-") else value
     try:
         decoded = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_"))
-        user_id = decoded.get("user", {}).get("id")
+        user = decoded.get("user", {})
+        user_id = user.get("id")
         if isinstance(user_id, str) and user_id:
-            return f"user:{user_id}"
+            anonymous = user.get("is_anonymous")
+            return f"user:{user_id}", anonymous if isinstance(anonymous, bool) else None
     except (ValueError, AttributeError, TypeError):
         pass
-    return "cookie:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+    return "cookie:" + hashlib.sha256(value.encode()).hexdigest()[:16], None
 
 
 def make_auth_cookie(user_id: str, anonymous: bool = True) -> str:
@@ -501,6 +665,16 @@ def capabilities(model: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def is_router(model: dict[str, Any]) -> bool:
+    """The site's router model (`Max`, 2026): it picks a model for each prompt instead of being one."""
+    return str(model.get("organization", "")).lower() == "boss-bandit" or str(model.get("publicName")) == "Max"
+
+
+def user_selectable(model: dict[str, Any]) -> bool:
+    """Whether the site lets a person pick this entry (two entries may share a public name)."""
+    return model.get("userSelectable") is not False
+
+
 def modality_of(model: dict[str, Any]) -> str:
     caps = capabilities(model)
     if caps["image_output"]:
@@ -548,7 +722,7 @@ def build_message_chain(
     for index, turn in enumerate(turns):
         msg_id = uuid7()
         last = index == len(turns) - 1
-        if mode == "direct":
+        if is_direct(mode):
             pos = "b" if turn.role == "system" else "a"
         else:
             pos = side
@@ -613,21 +787,26 @@ def flatten_turns(turns: list[ChatTurn]) -> str:
 def build_create_body(
     body_format: BodyFormat,
     session_id: str,
-    model_id: str,
+    model_id: str | None,
     modality: str,
     turns: list[ChatTurn],
     call: CallKind = "create",
+    mode: str = DIRECT_MODE_2026,
 ) -> tuple[dict[str, Any], str, str]:
     """A create-evaluation (or post-to-evaluation) body, direct mode, carrying the client's conversation.
 
     MESSAGES sends the parent-linked chain plus the assistant placeholder; USER_MESSAGE sends one
-    `userMessage` (the conversation flattened when it has more than one turn), and its posts carry
-    no `mode`, as the site's own client sends them.
+    `userMessage` (the conversation flattened when it has more than one turn), with `metadata` and a
+    `modelBMessageId` even in direct mode, as the 2026 client does; a post in plain `direct` mode carries
+    no `mode`, as the client of late 2025 sent it. Every id is a fresh UUIDv7 of the current clock (the
+    site refuses ids more than an hour off).
     Returns (body without token, user message id, assistant message id).
     """
-    body: dict[str, Any] = {"id": session_id, "mode": "direct", "modelAId": model_id, "modality": modality}
-    if call == "post" and body_format != BodyFormat.MESSAGES:
+    body: dict[str, Any] = {"id": session_id, "mode": mode, "modelAId": model_id, "modality": modality}
+    if call == "post" and body_format != BodyFormat.MESSAGES and mode == "direct":
         del body["mode"]
+    if not is_direct(mode):
+        del body["modelAId"]  # a battle's models are the site's choice, hidden until the vote
     assistant_id = uuid7()
     if body_format == BodyFormat.MESSAGES:
         chain = build_message_chain(turns, session_id)
@@ -653,7 +832,9 @@ def build_create_body(
     else:
         user_id = uuid7()
         attachments = [a for t in turns for a in t.attachments]
-        body["userMessage"] = {"content": flatten_turns(turns), "experimental_attachments": attachments}
+        body["userMessage"] = {"content": flatten_turns(turns), "experimental_attachments": attachments,
+                               "metadata": {}}
+        body["modelBMessageId"] = uuid7()
     body["userMessageId"] = user_id
     body["modelAMessageId"] = assistant_id
     if modality == "image":
@@ -684,5 +865,5 @@ def rewrite_retry_body(
     data["messages"] = build_message_chain(
         turns, session_id, mode=mode, side=side, all_success=modality == "image"
     )
-    data["modelId"] = model_id if mode == "direct" else None
+    data["modelId"] = model_id if is_direct(mode) else None
     return json.dumps(data, ensure_ascii=False).encode("utf-8")

@@ -39,13 +39,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_waiting": "waiting",
         "pool_title": "Session pool",
         "steps": (
-            "To start: 1) set your browser's proxy to {proxy} (only lmarena.ai / arena.ai are intercepted); "
+            "To start: 1) set your browser's proxy to {proxy} (only arena.ai / lmarena.ai are intercepted); "
             "2) trust the CA once: open http://mitm.it through the proxy, or import {ca}; "
-            "3) open https://lmarena.ai/?mode=direct and chat once. OpenAI API: {api}  Dashboard: {dashboard}"
+            "3) open https://arena.ai/text/direct, sign in (Direct needs a free account; a guest can only battle) "
+            "and chat once. OpenAI API: {api}  Dashboard: {dashboard}"
         ),
         "urls": "Proxy {proxy} · API {api} · Dashboard {dashboard}",
         "pages_line": "Pages: {pages}",
-        "no_pages": "no page connected: open lmarena.ai in the browser that uses the proxy",
+        "no_pages": "no page connected: open https://arena.ai/text/direct in the browser that uses the proxy",
         "errors_title": "Recent errors",
         "strategy_line": "Strategy: {strategy}",
     },
@@ -71,13 +72,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_waiting": "排队",
         "pool_title": "会话池",
         "steps": (
-            "开始使用：1) 把浏览器代理设为 {proxy}（只拦截 lmarena.ai / arena.ai）；2) 信任 CA 证书一次：通过代理打开 "
-            "http://mitm.it，或导入 {ca}；3) 打开 https://lmarena.ai/?mode=direct 聊一句。"
+            "开始使用：1) 把浏览器代理设为 {proxy}（只拦截 arena.ai / lmarena.ai）；2) 信任 CA 证书一次：通过代理打开 "
+            "http://mitm.it，或导入 {ca}；3) 打开 https://arena.ai/text/direct，登录（Direct 需要免费账号，访客只能用 "
+            "battle）后聊一句。"
             "OpenAI 接口：{api}  监控面板：{dashboard}"
         ),
         "urls": "代理 {proxy} · 接口 {api} · 监控面板 {dashboard}",
         "pages_line": "页面：{pages}",
-        "no_pages": "没有已连接的页面：请在使用该代理的浏览器中打开 lmarena.ai",
+        "no_pages": "没有已连接的页面：请在使用该代理的浏览器中打开 https://arena.ai/text/direct",
         "errors_title": "最近的错误",
         "strategy_line": "策略：{strategy}",
     },

@@ -38,9 +38,10 @@ def playwright_instance() -> Iterator[object]:
 
 @contextmanager
 def running_stack(
-    name: str, cadence_ms: float = 15.0, generation: str = "retry-honoured", **tool_options: object
+    name: str, generation: str, cadence_ms: float = 15.0, **tool_options: object
 ) -> Iterator[Stack]:
-    """Simulator and tool started; their logs kept as artifacts when done."""
+    """Simulator and tool started; their logs kept as artifacts when done. `generation` is the simulator's
+    (`simulator.server.Generation`): each module says which site it tests."""
     stack = make_stack(name, cadence_ms=cadence_ms, generation=generation)
     stack.start_simulator()
     stack.start_tool(**tool_options)
@@ -83,9 +84,9 @@ def keep_logs(stack: Stack, name: str) -> None:
         (ARTIFACTS / f"{name}-simulator.log").write_text("\n".join(stack.sim.lines), "utf-8")
 
 
-def open_arena_page(stack: Stack, context: object) -> object:
+def open_arena_page(stack: Stack, context: object, url: str = "https://lmarena.ai/?mode=direct") -> object:
     """A new LMArena tab in a browser context (or browser), connected to the tool."""
     page = context.new_page()  # type: ignore[attr-defined]
-    page.goto("https://lmarena.ai/?mode=direct")
+    page.goto(url)
     stack.wait_page_connected()
     return page

@@ -23,7 +23,7 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
     for model in services.models.all():
         row = stats.get(model.name, {})
         pooled = row.get("ready", 0) + row.get("busy", 0)
-        data.append({
+        entry = {
             "id": model.name,
             "object": "model",
             "created": services.models.created,
@@ -33,7 +33,11 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
             "pooled_conversations": pooled,
             "available": pooled > 0,
             "aliases": aliases.get(model.name, []),
-        })
+            "router": model.router,
+        }
+        if model.router:
+            entry["description"] = "the site's router: it picks a model for each prompt, not one model itself"
+        data.append(entry)
     return {"object": "list", "data": data}
 
 

@@ -1,11 +1,12 @@
-// The simulated site's own client: what lmarena.ai's front end does, reduced to one chat.
+// The simulated site's own client: what the site's front end does, reduced to one chat.
 // Body format "messages" sends the whole messages[] chain; "user_message" sends a single userMessage and a
-// token-only retry.
+// token-only retry. Direct chats are sent in the page's direct mode ("direct-battle" in 2026, with a
+// modelBMessageId and userMessage.metadata as the 2026 client sends them).
 (function () {
   'use strict';
   var root = document.getElementById('chat');
   var wholeChain = root.dataset.bodyFormat === 'messages';
-  var sitekey = root.dataset.sitekey;
+  var directMode = root.dataset.directMode || 'direct';
   var sessionId = null;
   var history = [];          // messages as the client keeps them
   var lastAssistantId = null;
@@ -21,7 +22,8 @@
   }
   function token(action) {
     return new Promise(function (resolve) { grecaptcha.enterprise.ready(resolve); })
-      .then(function () { return grecaptcha.enterprise.execute(sitekey, { action: action }); });
+      // the key of the current deployment: a new one can arrive while the page runs
+      .then(function () { return grecaptcha.enterprise.execute(root.dataset.sitekey, { action: action }); });
   }
   function bubble(role, text) {
     var div = document.createElement('div');
@@ -57,7 +59,10 @@
         var pos = line.charAt(0), code = line.slice(1, 3);
         if (!divs[pos]) return;
         if (code === '0:') { texts[pos] += JSON.parse(line.slice(3)); divs[pos].textContent = texts[pos]; }
-        if (code === '2:') { var img = JSON.parse(line.slice(3))[0]; texts[pos] = '![image](' + img.image + ')'; divs[pos].textContent = texts[pos]; }
+        if (code === '2:') {  // data: an image, or (2026) a heartbeat that only keeps the request alive
+          var item = JSON.parse(line.slice(3))[0];
+          if (item && item.type === 'image') { texts[pos] = '![image](' + item.image + ')'; divs[pos].textContent = texts[pos]; }
+        }
       });
     }
     Object.keys(divs).forEach(function (pos) { divs[pos].dataset.status = 'success'; });
@@ -78,11 +83,15 @@
     var body = { id: sessionId, userMessageId: userId, modelAMessageId: asstId, modality: modality(),
       recaptchaV3Token: await token('chat_submit') };
     if (battle) { body.modelBMessageId = asstBId; } else { body.modelAId = modelId(); }
-    if (first) body.mode = battle ? 'battle' : 'direct';
+    if (directMode === 'direct-battle') body.modelBMessageId = asstBId;
+    if (first || directMode === 'direct-battle') body.mode = battle ? 'battle' : directMode;
     if (wholeChain) {
-      body.mode = battle ? 'battle' : 'direct';
+      body.mode = battle ? 'battle' : directMode;
       body.messages = history.concat(battle ? [userMsg, asstMsg, asstB] : [userMsg, asstMsg]);
-    } else { body.userMessage = { content: content, experimental_attachments: [] }; }
+    } else {
+      body.userMessage = { content: content, experimental_attachments: [] };
+      if (directMode === 'direct-battle') body.userMessage.metadata = {};
+    }
     if (modality() === 'image') body.featureFlags = { editImageButtonEnabled: 'treatment-1' };
     bubble('user', content);
     var divs = { a: bubble('assistant', '') };
@@ -133,6 +142,7 @@
   });
   var signIn = document.getElementById('sign-in');
   if (signIn) signIn.addEventListener('click', function () {
-    fetch('/__sim/sign-in', { method: 'POST', credentials: 'include' }).then(function () { signIn.remove(); });
+    // signing in reloads the page, as the site's own sign-in does
+    fetch('/__sim/sign-in', { method: 'POST', credentials: 'include' }).then(function () { location.reload(); });
   });
 })();

@@ -103,3 +103,13 @@ def test_an_aborted_stream_fails_the_job_once(services):
     items = [job.queue.get_nowait() for _ in range(job.queue.qsize())]
     assert [type(i).__name__ for i in items] == ["StreamEvent", "JobFailed"]
     assert services.pool.state_of(conv) == "ready"
+
+
+def test_a_job_s_flow_that_ends_after_its_job_is_still_the_tool_s_own(services, caplog):
+    """Regression: a job aborted by the tool (its client left) was logged as a failure "from the browser",
+    because the job was already forgotten when the proxy's error hook ran."""
+    capture, job, flow, _ = replay(services)
+    services.jobs.discard(job)
+    flow.error = tflow.terr("stream reset by client (CANCEL)")
+    capture.error(flow)
+    assert "from the tool failed" in caplog.text and "from the browser" not in caplog.text

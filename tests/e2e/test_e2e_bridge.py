@@ -16,7 +16,8 @@ import httpx
 import openai
 import pytest
 
-from simulator.server import PAGE_ONLY_MODEL, answer_for
+from simulator.answers import answer_for
+from simulator.server import PAGE_ONLY_MODEL
 from simulator.stack import Stack, chat_in_page, wait_js
 from tests.conftest import open_arena_page, running_stack
 
@@ -34,7 +35,7 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with running_stack("bridge", cadence_ms=CADENCE_MS) as st:
+    with running_stack("bridge", "retry-honoured", cadence_ms=CADENCE_MS) as st:
         yield st
 
 

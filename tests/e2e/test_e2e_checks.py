@@ -23,7 +23,7 @@ MODEL = "gemini-2.5-pro"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with running_stack("checks", cadence_ms=5, arena_prefill="off", arena_challenge_reload=3,
+    with running_stack("checks", "retry-honoured", cadence_ms=5, arena_prefill="off", arena_challenge_reload=3,
                        arena_page_wait=10) as st:
         yield st
 

@@ -23,7 +23,7 @@ MODEL = "gemini-2.5-pro"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with running_stack("dashboard", cadence_ms=5, arena_prefill="off", arena_api_key=KEY) as st:
+    with running_stack("dashboard", "retry-honoured", cadence_ms=5, arena_prefill="off", arena_api_key=KEY) as st:
         yield st
 
 

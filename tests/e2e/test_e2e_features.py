@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from simulator.server import SEARCH_SOURCES, answer_for
+from simulator.answers import SEARCH_SOURCES, answer_for
 from simulator.stack import Stack, chat_in_page, wait_js
 from sites import lmarena as site
 from tests.conftest import open_arena_page, running_stack
@@ -24,7 +24,7 @@ IMAGE_MODEL = "dall-e-3"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with running_stack("features", cadence_ms=5, arena_prefill="off", arena_keepalive=30,
+    with running_stack("features", "retry-honoured", cadence_ms=5, arena_prefill="off", arena_keepalive=30,
                        arena_model_aliases="secret-image=battle-image") as st:
         yield st
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from simulator.server import answer_for
+from simulator.answers import answer_for
 from simulator.stack import ROOT, Stack
 from tests.conftest import open_arena_page, running_stack, wait_until
 
@@ -33,8 +33,8 @@ PER_MODEL = 4
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with running_stack("pool", cadence_ms=30, arena_prefill="off", arena_prefill_interval=0.2, arena_keepalive=1,
-                       arena_queue_timeout=60, arena_sessions_per_model=PER_MODEL) as st:
+    with running_stack("pool", "retry-honoured", cadence_ms=30, arena_prefill="off", arena_prefill_interval=0.2,
+                       arena_keepalive=1, arena_queue_timeout=60, arena_sessions_per_model=PER_MODEL) as st:
         yield st
 
 

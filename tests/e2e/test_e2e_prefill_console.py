@@ -79,7 +79,7 @@ class TerminalTool:
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    st = make_stack("console")
+    st = make_stack("console", generation="retry-honoured")
     st.start_simulator()
     yield st
     st.stop()
@@ -147,7 +147,7 @@ def test_auto_prefills_without_asking_and_ask_without_a_terminal_says_how(stack,
         stack.tool.wait_for("no prefill needed", timeout=30)
     finally:
         browser.close()
-    other = make_stack("console-notty")
+    other = make_stack("console-notty", generation="retry-honoured")
     other.start_simulator()
     try:
         other.start_tool(arena_prefill="ask", arena_prefill_delay=0.5, arena_prefill_models=MODELS[0])

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from simulator.server import answer_for
+from simulator.answers import answer_for
 from simulator.stack import Stack, chat_in_page
 from sites import lmarena as site
 from tests.conftest import open_arena_page, running_stack, wait_until
