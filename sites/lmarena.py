@@ -468,7 +468,7 @@ def classify_failure(
         where = headers.get("location", "")
         return Failure(status, f"the site answered {status}" + (f" (to {where})" if where else "")
                        + ": it has moved to another host", "keep", None, FailureKind.MOVED)
-    if "login_gate" in lowered.replace(" ", "_") or (status == 500 and not had_auth_cookie):
+    if "login_gate" in text.lower().replace(" ", "_") or (status == 500 and not had_auth_cookie):
         return Failure(status, "Direct chat needs a signed-in account (LOGIN_GATE)", "keep", None,
                        FailureKind.LOGIN_GATE)
     if status == 401:

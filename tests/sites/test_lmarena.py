@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -200,3 +201,83 @@ def test_rate_limit_wait_reads_the_site_headers():
     assert site.rate_limit_wait({"ratelimit-reset": "1000"}, now=900.0) == 1000  # small values are seconds
     assert site.rate_limit_wait({"ratelimit-reset": "1764568800"}, now=1764568700.0) == 100
     assert site.rate_limit_wait({}) == 60
+
+
+# ---------------------------------------------------------------- 2026
+
+
+@pytest.mark.parametrize("status,body,headers,authed,kind,fate", [
+    (401, '{"error":"LOGIN_GATE"}', {}, True, "login_gate", "keep"),
+    (401, '{"code":"LOGIN_GATE","message":"Sign in"}', {}, True, "login_gate", "keep"),
+    (500, "Internal Server Error", {}, False, "login_gate", "keep"),  # no session cookie at all
+    (500, "Internal Server Error", {}, True, "upstream_error", "keep"),
+    (401, '{"error":"User u does not have access to evaluation session s"}', {}, True, "foreign_session", "retire"),
+    (400, '{"error":"Bad next turn request in Battles in Direct mode. DIRECT was requested, but expected a BATTLE '
+          'turn"}', {}, True, "battle_turn", "retire"),
+    (400, '{"error":"Evaluation session ID seems spoofed, offset too big"}', {}, True, "spoofed_id", "keep"),
+    (301, "", {"Location": "https://arena.ai/nextjs-api/stream/create-evaluation"}, True, "moved", "keep"),
+    (405, "", {}, True, "moved", "keep"),
+    (429, '{"error":"prompt failed"}', {}, True, "prompt_refused", "keep"),
+    (429, "Too many", {"ratelimit": "limit=1800, remaining=0, reset=300"}, True, "rate_limited", "cool"),
+])
+def test_2026_failures_are_classified(status, body, headers, authed, kind, fate):
+    failure = site.classify_failure(status, body, headers, had_auth_cookie=authed)
+    assert (failure.kind, failure.conversation) == (kind, fate)
+    if kind == "rate_limited":
+        assert failure.retry_after == 300
+
+
+def test_2026_stream_lines():
+    heartbeat, image_b, provider, platform, step, unknown, garbage = (site.parse_line(line) for line in (
+        'a2:[{"type":"heartbeat"}]',
+        'b2:[{"type":"image","image":"https://x/y.png","mimeType":"image/png"}]',
+        'a3:"{\\"error\\":{\\"code\\":\\"moderation_blocked\\"}}"',
+        'ae:{"message":"Internal platform error"}',
+        'ae:{"finishReason":"stop","isContinued":false}',
+        'ax:{"secret":"text","n":[1,2]}',
+        "not a line at all",
+    ))
+    assert heartbeat.kind == "heartbeat" and not heartbeat.text
+    assert (image_b.kind, image_b.side, image_b.text) == ("image", "b", "https://x/y.png")
+    assert provider.kind == "error" and site.stream_error_kind(provider.text) == "content_filter"
+    assert platform.kind == "error" and platform.text == "Internal platform error"
+    assert site.stream_error_kind(platform.text) == "stream_error"
+    assert step.kind == "other", "a step's end is not an error"
+    assert (unknown.kind, unknown.data) == ("unknown", "x:{n:[int],secret:str}"), "the shape, never the words"
+    assert garbage.kind == "unknown" and "not a line" not in str(garbage.data).replace("?:", "")
+    finish = site.parse_line('ad:{"finishReason":"stop","usage":{"promptTokens":12,"completionTokens":34}}')
+    assert site.usage_of(finish) == {"prompt_tokens": 12, "completion_tokens": 34}
+    assert site.usage_of(site.parse_line('ad:{"finishReason":"stop","usage":{"promptTokens":"12"}}')) is None
+    assert site.usage_of(site.parse_line('ad:{"finishReason":"stop"}')) is None
+
+
+def test_2026_bodies_the_tool_writes():
+    body, user_id, assistant_id = site.build_create_body(
+        site.BodyFormat.USER_MESSAGE, site.uuid7(), "model-uuid", "chat", [site.ChatTurn("user", "hi")])
+    assert body["mode"] == "direct-battle" and body["modelAId"] == "model-uuid"
+    assert body["modelBMessageId"] not in (user_id, assistant_id) and body["userMessage"]["metadata"] == {}
+    for key in ("id", "userMessageId", "modelAMessageId", "modelBMessageId"):  # UUIDv7s of the current clock
+        at = int(body[key].replace("-", "")[:12], 16) / 1000
+        assert body[key][14] == "7" and abs(at - time.time()) < 5
+    post, _, _ = site.build_create_body(site.BodyFormat.USER_MESSAGE, "sid", "model-uuid", "chat",
+                                        [site.ChatTurn("user", "hi")], call="post", mode="direct")
+    assert "mode" not in post, "a plain direct post as the late-2025 client sent it"
+    battle, _, _ = site.build_create_body(site.BodyFormat.USER_MESSAGE, "sid", None, "chat",
+                                          [site.ChatTurn("user", "hi")], call="post", mode="battle")
+    assert battle["mode"] == "battle" and "modelAId" not in battle and battle["modelBMessageId"]
+
+
+def test_2026_session_cookies_tell_a_guest():
+    guest = {site.AUTH_COOKIE: site.make_auth_cookie("u1", anonymous=True)}
+    member = {site.AUTH_COOKIE: site.make_auth_cookie("u2", anonymous=False)}
+    assert site.session_info(guest) == ("user:u1", True) and site.session_info(member) == ("user:u2", False)
+    value = site.make_auth_cookie("u3", anonymous=False)
+    split = {f"{site.AUTH_COOKIE}.0": value[:40], f"{site.AUTH_COOKIE}.1": value[40:]}  # > 4 KB: split in two
+    assert site.session_info(split) == ("user:u3", False)
+    assert site.session_info({}) == (None, None)
+
+
+def test_2026_models_router_and_selectable():
+    assert site.is_router({"publicName": "Max", "organization": "boss-bandit"})
+    assert not site.is_router({"publicName": "gemini-2.5-pro", "organization": "google"})
+    assert site.user_selectable({}) and not site.user_selectable({"userSelectable": False})
