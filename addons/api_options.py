@@ -18,12 +18,12 @@ from relay.options import (
     parse_upload_actions,
 )
 from relay.services import Services
-from relay.settings import STRATEGIES
+from relay.settings import Strategy
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
-STRATEGY_CHOICES = ("auto", *map(str, STRATEGIES))
+STRATEGY_CHOICES = ("auto", *map(str, Strategy))
 DIRECT_MODE_CHOICES = ("auto", *site.DIRECT_MODES)
 
 
@@ -62,7 +62,8 @@ class ApiOptions:
         loader.add_option("arena_recaptcha_actions", str, f"{site.ACTION_SUBMIT},{site.ACTION_RETRY}",
                           "reCAPTCHA actions: for create and post, then for retry.")
         loader.add_option("arena_strategy", str, "auto",
-                          "How requests reach the site: auto (the canary chooses), retry, continue or fresh.",
+                          "How requests reach the site: auto (the canary chooses), retry, mirror, continue or "
+                          "fresh.",
                           choices=STRATEGY_CHOICES)
         loader.add_option("arena_canary_interval", str, "900",
                           "Seconds between canary checks of the strategy (also run at start-up); 0: on demand only.")

@@ -88,6 +88,10 @@ class ApiServer:
             "arena_fresh_conversations", bool, True,
             "A request for a model with no usable conversation starts a new one (which then joins the pool).",
         )
+        loader.add_option("arena_mirror_limit", int, 2000,
+                          "Client conversations mirroring remembers (least recently used first out).")
+        loader.add_option("arena_mirror_ttl", str, "604800",
+                          "Seconds a client conversation is remembered after its last turn.")
 
     def configure(self, updated: set[str]) -> None:
         settings = self.services.settings
@@ -109,6 +113,11 @@ class ApiServer:
             settings.failover_tries = parsed("arena_failover_tries", parse_int_range, 1, 10)
         if "arena_fresh_conversations" in updated:
             settings.fresh_when_empty = ctx.options.arena_fresh_conversations
+        if "arena_mirror_limit" in updated:
+            settings.mirror_limit = self.services.mirrors.limit = parsed("arena_mirror_limit", parse_int_range, 1,
+                                                                         1_000_000)
+        if "arena_mirror_ttl" in updated:
+            settings.mirror_ttl = self.services.mirrors.ttl = parsed("arena_mirror_ttl", parse_seconds, True)
         if "arena_api_port" in updated:
             parsed("arena_api_port", parse_int_range, 0, 65535)
         if "arena_log_max_mb" in updated:
@@ -137,6 +146,7 @@ class ApiServer:
         try:
             store = TinyPoolStore(path or None)
             self.services.pool.use_store(store)
+            self.services.mirrors.use_store(store)
         except (OSError, ValueError) as e:
             raise exceptions.OptionsError(f"arena_store: cannot open {path}: {e}") from e
         if self.store is not None:

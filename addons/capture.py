@@ -185,6 +185,7 @@ class Capture:
 
     def _record(self, flow: http.HTTPFlow, call: site.StreamCall, turn: site.Turn, origin: str) -> None:
         identity = flow.metadata.get(META_IDENTITY)
+        job = self.jobs.get(flow.metadata.get(META_JOB))
         known = self.pool.get(turn.session_id)
         if turn.kind == "retry":
             if known is None:
@@ -218,6 +219,8 @@ class Capture:
             host=arena_host(flow) or "",
             prefix=call.prefix,
             source="tool" if origin == "tool" else "captured",
+            owner=job.owner if job is not None else None,  # made for a client conversation: it is its own
+            greeting_only=job is not None and job.greeting and turn.kind == "create",
         )
         stored = self.pool.upsert(conv)
         log.info(

@@ -50,7 +50,8 @@ class Rewriter:
             )
             return
         original, turns = _take_uploads(flow.request.content or b"", job)
-        flow.request.content = job_body(job, original, turns)
+        if not job.keep_body:  # a token-only retry (the site's own regenerate) goes as the page wrote it
+            flow.request.content = job_body(job, original, turns)
         job.flow_seen = True
         flow.metadata[META_JOB] = job.id
         log.info(
@@ -65,7 +66,7 @@ def job_body(job: Job, original: bytes, turns: list[site.ChatTurn]) -> bytes:
     if job.call == "create":
         job.session_id = site.uuid7()
         body, job.user_message_id, _ = site.build_create_body(
-            job.body_format, job.session_id, job.model_id or "", job.modality, turns, mode=job.mode
+            job.body_format, job.session_id, job.model_id, job.modality, turns, mode=job.mode
         )
         return _with_token(original, body)
     conv = job.conversation

@@ -12,8 +12,9 @@ from typing import Any, AsyncIterator
 
 from openai_front.errors import APIError, InvalidRequest, ModelNotFound, from_core
 from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, to_turns
-from relay.engine import Replay, ReplayEngine, estimate_tokens, failure_error
+from relay.engine import Replay, ReplayEngine, estimate_tokens
 from relay.errors import RelayError
+from relay.failures import failure_error
 from relay.jobs import JobFailed
 from relay.models import ModelInfo
 from relay.requestlog import RequestRecord

@@ -41,6 +41,8 @@ class Conversation:
     host: str = ""
     prefix: str = ""  # the stream path prefix it was captured under; empty: what the site uses now
     source: str = "captured"  # captured (a person) | tool
+    owner: str | None = None  # the client conversation it mirrors (then it serves that one only)
+    greeting_only: bool = False  # made by the tool's prefill and holding just its greeting: safe to adopt
     created_at: float = field(default_factory=time.time)
     last_used: float = 0.0
     uses: int = 0
@@ -165,6 +167,8 @@ class SessionPool:
             known.model = conv.model or known.model
             known.model_id = conv.model_id or known.model_id
             known.identity = conv.identity or known.identity
+            known.owner = known.owner or conv.owner
+            known.greeting_only = False  # a new turn: it holds more than the greeting now
         self._persist(known)
         self.wake(known.model)
         return known
@@ -245,9 +249,11 @@ class SessionPool:
         return self.can_serve(conv)
 
     def servable_count(self, model: str) -> int:
-        """Conversations a page can serve now or later: ready, busy or cooling."""
+        """Free conversations (no client conversation owns them) a page can serve now or later: ready, busy
+        or cooling."""
         return sum(
-            1 for c in self._convs.values() if c.model == model and c.state != "retired" and self.can_serve(c)
+            1 for c in self._convs.values()
+            if c.model == model and c.state != "retired" and c.owner is None and self.can_serve(c)
         )
 
     def has_prospect(self, model: str) -> bool:
@@ -264,10 +270,47 @@ class SessionPool:
         free = [
             c
             for c in self._convs.values()
-            if c.model == model and c.session_id not in self._busy and self._usable(c)
+            if c.model == model and c.owner is None and c.session_id not in self._busy and self._usable(c)
         ]
         free.sort(key=lambda c: (c.last_used, c.created_at))
         return free
+
+    # ------------------------------------------------------------------ owned conversations (mirroring)
+
+    def adopt(self, model: str, owner: str) -> Conversation | None:
+        """A free conversation of `model` that now belongs to the client conversation `owner`, at once or
+        None. Only one that holds nothing but the prefill's greeting: never a person's own chat, nor one that
+        carried another client's messages."""
+        free = [c for c in self._free(model) if c.greeting_only]
+        if not free:
+            return None
+        conv = free[0]
+        self.own(conv.session_id, owner)
+        return conv
+
+    def own(self, session_id: str, owner: str | None) -> None:
+        """Give a conversation to a client conversation (or, with None, take it back: only for a
+        conversation that holds nothing of another's)."""
+        conv = self._convs.get(session_id)
+        if conv is None or conv.owner == owner:
+            return
+        conv.owner = owner
+        self._persist(conv)
+        if owner is not None:
+            self.on_shrink(conv.model)  # one free conversation fewer: the keeper may top up
+
+    def hold(self, session_id: str) -> bool:
+        """Mark an owned conversation busy while its client conversation's request is served."""
+        conv = self._convs.get(session_id)
+        if conv is None or session_id in self._busy or not self._usable(conv):
+            return False
+        self._take(conv)
+        return True
+
+    def unhold(self, session_id: str, ok: bool) -> None:
+        if session_id in self._busy:
+            self.mark_used(session_id, ok)
+            self._busy.discard(session_id)
 
     def _take(self, conv: Conversation) -> None:
         self._busy.add(conv.session_id)
@@ -358,12 +401,16 @@ class SessionPool:
     # ------------------------------------------------------------------ views
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per model: total, each shown state (ready, busy, cooling, retired), and waiting requests."""
+        """Per model: total, each shown state (ready, busy, cooling, retired), how many of the conversations
+        belong to a client conversation (owned), and waiting requests."""
         out: dict[str, dict[str, int]] = {}
         for conv in self._convs.values():
             row = out.setdefault(conv.model or "(hidden)", empty_stats())
             row["total"] += 1
-            row[self.state_of(conv)] += 1
+            state = self.state_of(conv)
+            row[state] += 1
+            if conv.owner is not None and state != "retired":
+                row["owned"] += 1
         for model in self._waiters:
             if self.waiting(model):
                 out.setdefault(model, empty_stats())["waiting"] = self.waiting(model)
@@ -372,6 +419,7 @@ class SessionPool:
     def describe(self, conv: Conversation) -> dict[str, Any]:
         record = conv.to_record()
         record["state"] = self.state_of(conv)
+        record["free"] = conv.owner is None and record["state"] != "retired"
         return record
 
     def _persist(self, conv: Conversation) -> None:
@@ -380,4 +428,4 @@ class SessionPool:
 
 
 def empty_stats() -> dict[str, int]:
-    return {"total": 0, **{state: 0 for state in SHOWN_STATES}, "waiting": 0}
+    return {"total": 0, **{state: 0 for state in SHOWN_STATES}, "owned": 0, "waiting": 0}

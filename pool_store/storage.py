@@ -174,7 +174,9 @@ class TinyPoolStore:
         else:
             self.db = TinyDB(storage=MemoryStorage)
         self.table = self.db.table("conversations")
+        self.mirrors = self.db.table("mirrors")  # client conversations (hashes only)
         self._doc_ids: dict[str, int] = {}  # session id -> TinyDB document id, so a save needs no search
+        self._mirror_ids: dict[str, int] = {}
 
     def load(self) -> list[dict[str, Any]]:
         docs = self.table.all()
@@ -192,6 +194,23 @@ class TinyPoolStore:
         doc_id = self._doc_ids.pop(session_id, None)
         if doc_id is not None:
             self.table.remove(doc_ids=[doc_id])
+
+    def load_mirrors(self) -> list[dict[str, Any]]:
+        docs = self.mirrors.all()
+        self._mirror_ids = {str(d["key"]): d.doc_id for d in docs if "key" in d}
+        return [dict(d) for d in docs]
+
+    def save_mirror(self, record: dict[str, Any]) -> None:
+        doc_id = self._mirror_ids.get(record["key"])
+        if doc_id is None:
+            self._mirror_ids[record["key"]] = self.mirrors.insert(record)
+        else:
+            self.mirrors.upsert(Document(record, doc_id=doc_id))
+
+    def delete_mirror(self, key: str) -> None:
+        doc_id = self._mirror_ids.pop(key, None)
+        if doc_id is not None:
+            self.mirrors.remove(doc_ids=[doc_id])
 
     def load_targets(self) -> list[str]:
         row = self.db.table("settings").get(self._query.key == "targets")

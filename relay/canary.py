@@ -86,10 +86,11 @@ class Canary:
             return False, f"the model {model_name!r} is not known"
         record = self.services.requests.start(model.name, False)
         record.canary = True
+        turns = [site.ChatTurn("user", prompt)]
         try:
-            replay = await asyncio.wait_for(
-                self.engine.start(model, [site.ChatTurn("user", prompt)], record, strategy=strategy), 120
-            )
+            # a mirror probe never takes a conversation out of the pool: it gets a new one of its own
+            replay = await asyncio.wait_for(self.engine.start(model, turns, record, strategy=strategy, adopt=False),
+                                            120)
             answer = await self.engine.collect(replay)
         except (RelayError, asyncio.TimeoutError) as e:
             record.close(504 if isinstance(e, asyncio.TimeoutError) else 502, str(e) or "timed out", "canary")
@@ -98,6 +99,9 @@ class Canary:
             record.close(answer.failure.status, answer.failure.message, answer.failure.source)
             return False, f"failed: {answer.failure.message}"
         record.close(200)
+        if strategy == Strategy.MIRROR and self.engine.mirror is not None:
+            # the probe made a client conversation of its own: its site conversation holds the nonce now
+            self.engine.mirror.forget_request(turns, "used by the canary")
         if nonce.lower() in answer.text.lower():
             return True, "answered the rewritten content"
         return False, f"answered something else ({answer.text[:80]!r})"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from relay.canary import Canary
 from relay.engine import ReplayEngine
+from relay.mirror import Mirror
 from relay.monitor import Monitor
 from relay.prefill import Prefiller
 from relay.services import Services
@@ -35,6 +36,7 @@ class Core:
 def assemble(services: Services | None = None) -> Core:
     services = services or Services()
     engine = ReplayEngine(services)
+    engine.mirror = Mirror(services, engine)
     core = Core(services, engine, Prefiller(services, engine), Canary(services, engine), Monitor(services))
     pool, pages = services.pool, services.pages
     pool.can_serve = lambda conv: pages.page_for(conv.identity, site.is_direct(conv.mode)) is not None

@@ -14,18 +14,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from pool_store.pool import Conversation, Lease, NoConversation, PoolTimeout
-from relay.errors import (
-    ContentFiltered,
-    PromptRefused,
-    RateLimited,
-    RelayError,
-    Unavailable,
-    UpstreamFailed,
-    UpstreamTimedOut,
-)
+from relay.errors import RateLimited, Unavailable
+from relay.failures import FAILOVER_KINDS, failure_error
 from relay.jobs import Job, JobDone, JobFailed, JobItem, ToolFailure
 from relay.models import ModelInfo
 from relay.pages import Page, advice
@@ -33,19 +26,12 @@ from relay.recaptcha import diagnose
 from relay.requestlog import RequestRecord
 from relay.services import Services
 from relay.settings import STRATEGY_CALL, Strategy
+from relay.slots import ModelSlots
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
 Kind = site.FailureKind
-# Failures before the first token after which another conversation of the same model is tried.
-# Not: content_filter and prompt_refused (the request itself), challenge (the page), rate_limited (the model),
-# spoofed_id (the clock).
-FAILOVER_KINDS = frozenset(
-    {Kind.FOREIGN_SESSION, Kind.HAS_FEEDBACK, Kind.NOT_FOUND, Kind.UPSTREAM_ERROR, Kind.TRUNCATED, Kind.EMPTY,
-     Kind.STREAM_ERROR, Kind.ABORTED, Kind.BATTLE_TURN, Kind.MOVED, Kind.LOGIN_GATE, ToolFailure.PAGE_ERROR,
-     ToolFailure.TIMEOUT, ToolFailure.PAGE_GONE}
-)
 CONTENT = ("text", "reasoning", "image")
 # When the page finished reading an answer, the proxy has normally already seen its end;
 # allow this long for the proxy's last hook before calling the job broken.
@@ -53,7 +39,6 @@ PAGE_DONE_GRACE = 3.0
 # A direct-battle answer's first token waits for its second line (or this long): a battle turn streams
 # both sides from the start, so a side b line shows up by then, before anything reached the client.
 BATTLE_GUARD = 0.5
-WHO = {"upstream": "LMArena", "page": "the browser page", "proxy": "the proxy", "tool": "the tool"}
 
 
 def estimate_tokens(text: str) -> int:
@@ -61,32 +46,6 @@ def estimate_tokens(text: str) -> int:
     one per four other characters."""
     cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
     return cjk + (len(text) - cjk + 3) // 4
-
-
-def failure_error(item: JobFailed) -> RelayError:
-    """What a failed job tells the client."""
-    message = f"{WHO.get(item.source, item.source)}: {item.message}"
-    if item.kind == Kind.RATE_LIMITED:
-        return RateLimited(message, retry_after=item.retry_after or 60)
-    if item.kind == Kind.CONTENT_FILTER:
-        return ContentFiltered(message)
-    if item.kind == Kind.PROMPT_REFUSED:
-        return PromptRefused(f"{message}: the site refuses this prompt; sending it again will not help")
-    if item.kind == Kind.RECAPTCHA:
-        return Unavailable(f"{message} (twice, with fresh tokens). {advice('needs_human_check')}", retry_after=60)
-    if item.kind == Kind.LOGIN_GATE:
-        return Unavailable(f"{message}. {advice('needs_account')}", retry_after=60, code="login_required")
-    if item.kind == Kind.MOVED:
-        return Unavailable(f"{message}. {advice('moved')}", retry_after=30, code="site_moved")
-    if item.kind == Kind.SPOOFED_ID:
-        return UpstreamFailed(f"{message}: the site checks the time inside the ids the page sends, and this "
-                              "machine's clock is more than an hour off: set it right (e.g. turn on NTP)",
-                              code="clock_off")
-    if item.kind in (Kind.CHALLENGE, ToolFailure.PAGE_GONE):
-        return Unavailable(message, retry_after=item.retry_after or 30)
-    if item.kind == ToolFailure.TIMEOUT:
-        return UpstreamTimedOut(message)
-    return UpstreamFailed(message)
 
 
 @dataclass
@@ -100,10 +59,30 @@ class Replay:
     model: ModelInfo
     record: RequestRecord
     prompt_tokens: int = 0  # estimated from the message text (never from attached files)
+    owner: str | None = None  # the client conversation it serves (mirroring)
+    text: str = ""  # the replayed side's answer as read so far: its text, its images as Markdown
+    on_end: Callable[[bool], None] | None = None  # told once, when the request is over (ok or not)
 
     @property
     def side(self) -> str:
         return self.job.conversation.side if self.job.conversation else "a"
+
+    def read(self, item: JobItem) -> None:
+        if isinstance(item, site.StreamEvent) and item.side == self.side:
+            if item.kind == "text":
+                self.text += item.text
+            elif item.kind == "image":
+                self.text += image_markdown(item.text)
+
+    def end(self, ok: bool) -> None:
+        callback, self.on_end = self.on_end, None
+        if callback is not None:
+            callback(ok)
+
+
+def image_markdown(url: str) -> str:
+    """How an image of an answer is written into its content."""
+    return f"![image]({url})"
 
 
 @dataclass
@@ -119,24 +98,31 @@ class ReplayEngine:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._background: set[asyncio.Task[Any]] = set()  # fire-and-forget sends, kept referenced
+        self.mirror: Any = None  # relay.mirror.Mirror, set by relay.core.assemble
+        # requests of a model at the site at once, where they do not each hold a pooled conversation
+        # (mirroring) and the conversations the tool creates in the background
+        self.slots = ModelSlots(lambda: services.settings.sessions_per_model)
 
     # ------------------------------------------------------------------ start
 
     async def start(
-        self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, strategy: Strategy | None = None
+        self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, strategy: Strategy | None = None,
+        adopt: bool = True,
     ) -> Replay:
         """Everything up to the first answer token. Errors raised here are the request's own."""
         prompt_tokens = estimate_tokens("".join(t.content for t in turns))
-        await self._wait_for_page(direct=not model.virtual)
+        await self.wait_for_page(direct=not model.virtual)
         if strategy is None:
             await self.services.strategy.wait_for_first_verdict(self.services.settings.queue_timeout)
             strategy = self.services.strategy.current
+        if strategy == Strategy.MIRROR and self.mirror is not None:
+            return await self.mirror.start(model, turns, record, prompt_tokens, adopt)  # type: ignore[no-any-return]
         deadline = time.monotonic() + self.services.settings.queue_timeout
         last: JobFailed | None = None
         for attempt in range(max(1, self.services.settings.failover_tries)):
             record.attempts = attempt + 1
             if attempt:  # what failed may have changed the pages (a login gate, a host that moved)
-                await self._wait_for_page(direct=not model.virtual)
+                await self.wait_for_page(direct=not model.virtual)
             if (strategy == Strategy.FRESH and not model.virtual) or self._should_create(model):
                 return await self._fresh(model, turns, record, prompt_tokens)
             lease = await self._lease(model, deadline)
@@ -149,7 +135,7 @@ class ReplayEngine:
         assert last is not None
         raise failure_error(last)
 
-    async def _wait_for_page(self, direct: bool) -> None:
+    async def wait_for_page(self, direct: bool) -> None:
         settings, pages = self.services.settings, self.services.pages
         if not pages.pages:
             raise Unavailable(f"No LMArena page is connected: {pages.advice()}",
@@ -181,7 +167,7 @@ class ReplayEngine:
         job, first = await self._replay(lease, turns, model, STRATEGY_CALL[used])
         head, failed = await self._head(job, first, conv)
         if failed is None:
-            return Replay(lease, job, head, model, record, prompt_tokens), None
+            return self.replay_of(lease, job, head, model, record, prompt_tokens), None
         self._finish(lease, job, ok=False)
         if failed.kind == Kind.BATTLE_TURN:
             self.services.pool.retire(conv.session_id, failed.message)
@@ -229,24 +215,79 @@ class ReplayEngine:
     ) -> tuple[Job, JobItem]:
         """Retry (or continue) the leased conversation; a reCAPTCHA refusal gets one more try with a
         fresh token."""
-        conv = lease.conversation
+        try:
+            return await self._send_on(lease.conversation, call, turns, model)
+        except BaseException:
+            self._finish(lease, None, ok=False)
+            raise
+
+    async def _send_on(
+        self, conv: Conversation, call: site.CallKind, turns: list[site.ChatTurn], model: ModelInfo,
+        keep_body: bool = False,
+    ) -> tuple[Job, JobItem]:
+        """Have the conversation's page send `call` for it."""
         services = self.services
-        for attempt in range(2):
+
+        def make() -> Job:
             job = services.jobs.new(conv, turns, model.id, call=call, body_format=services.observed.body_format)
+            job.keep_body = keep_body
+            return job
+
+        return await self._send(make, conv.identity, site.is_direct(conv.mode), conv.session_id)
+
+    async def _send(
+        self, make: Callable[[], Job], identity: str | None, direct: bool, about: str
+    ) -> tuple[Job, JobItem]:
+        """Send a job from a ready page (of `identity`, or any page for None); a reCAPTCHA refusal gets one
+        more try with a fresh token, a second flags the browser for a human check."""
+        pages = self.services.pages
+        for attempt in range(2):
+            job = make()
+            page = pages.page_for(identity, direct)
             try:
-                first = await self._dispatch(job, services.pages.page_for(conv.identity, site.is_direct(conv.mode)))
+                first = await self._dispatch(job, page)
             except BaseException:
-                self._finish(lease, job, ok=False)
+                self._end_job(job)
                 raise
             if not (isinstance(first, JobFailed) and first.kind == Kind.RECAPTCHA):
                 return job, first
             first = await self._diagnosed(job, first)
-            log.warning("reCAPTCHA refused the token for conversation %s: %s%s", conv.session_id, first.message,
+            log.warning("reCAPTCHA refused the token for %s: %s%s", about, first.message,
                         "; one more try with a fresh token" if attempt == 0 else "")
             self._end_job(job)
         # refused twice with fresh tokens: the site wants a person to prove themselves in that browser
-        services.pages.flag_identity(conv.identity, "needs_human_check")
+        pages.flag_identity(page.identity if page is not None else identity, "needs_human_check")
         return job, first
+
+    async def run_on(
+        self, conv: Conversation, call: site.CallKind, turns: list[site.ChatTurn], model: ModelInfo,
+        keep_body: bool = False,
+    ) -> tuple[Job, list[JobItem], JobFailed | None]:
+        """A call on a conversation the caller holds, read to its first token; a failed job is ended."""
+        job, first = await self._send_on(conv, call, turns, model, keep_body)
+        head, failed = await self._head(job, first, conv)
+        if failed is not None:
+            self._end_job(job)
+        return job, head, failed
+
+    async def create_for(
+        self, model: ModelInfo, turns: list[site.ChatTurn], owner: str | None = None
+    ) -> tuple[Job, list[JobItem], JobFailed | None]:
+        """A new conversation carrying `turns` (belonging to `owner`), read to its first token."""
+        job, first = await self.create_job(model, turns, owner)
+        head, failed = await self._head(job, first, None)
+        if failed is not None:
+            self._end_job(job)
+        return job, head, failed
+
+    def replay_of(
+        self, lease: Lease | None, job: Job, head: list[JobItem], model: ModelInfo, record: RequestRecord,
+        prompt_tokens: int, owner: str | None = None,
+    ) -> Replay:
+        replay = Replay(lease, job, head, model, record, prompt_tokens, owner)
+        for item in head:
+            replay.read(item)
+        return replay
 
     async def _diagnosed(self, job: Job, refused: JobFailed) -> JobFailed:
         """The refusal, with why (from what the page reported about its token, which may come a little after
@@ -313,19 +354,23 @@ class ReplayEngine:
             log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, failed.message,
                         failed.kind)
             raise failure_error(failed)
-        return Replay(None, job, head, model, record, prompt_tokens)
+        return self.replay_of(None, job, head, model, record, prompt_tokens)
 
-    async def create_job(self, model: ModelInfo, turns: list[site.ChatTurn]) -> tuple[Job, JobItem]:
-        """Have a ready page create a conversation of `model` whose first turn carries `turns`."""
+    async def create_job(
+        self, model: ModelInfo, turns: list[site.ChatTurn], owner: str | None = None, greeting: bool = False
+    ) -> tuple[Job, JobItem]:
+        """Have a ready page create a conversation of `model` whose first turn carries `turns` (the prefill's
+        `greeting`, or a client's). For `battle` (a model the site hides), a battle, which a guest may start."""
         services = self.services
-        job = services.jobs.new_create(model.name, model.id, model.modality, turns, services.observed.body_format,
-                                       mode=self.direct_mode())
-        try:
-            first = await self._dispatch(job, services.pages.page_for(None, direct=True))
-        except BaseException:
-            self._finish(None, job, ok=False)
-            raise
-        return job, first
+        mode = "battle" if model.virtual else self.direct_mode()
+
+        def make() -> Job:
+            job = services.jobs.new_create(model.name, None if model.virtual else model.id, model.modality, turns,
+                                           services.observed.body_format, mode=mode)
+            job.owner, job.greeting = owner, greeting
+            return job
+
+        return await self._send(make, None, not model.virtual, f"a new {model.name} conversation")
 
     def direct_mode(self) -> str:
         """The mode of the Direct conversations the tool creates: as set, else as the site's own client."""
@@ -425,9 +470,10 @@ class ReplayEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _finish(self, lease: Lease | None, job: Job, ok: bool) -> None:
+    def _finish(self, lease: Lease | None, job: Job | None, ok: bool) -> None:
         """Give everything back; safe to call more than once."""
-        self._end_job(job)
+        if job is not None:
+            self._end_job(job)
         if lease is not None and not lease.released:
             self.services.pool.mark_used(lease.conversation.session_id, ok)
             self.services.pool.release(lease)
@@ -435,6 +481,7 @@ class ReplayEngine:
     def abandon(self, replay: Replay) -> None:
         """The client left before reading anything."""
         self._finish(replay.lease, replay.job, ok=False)
+        replay.end(False)
 
     async def items(self, replay: Replay) -> AsyncIterator[JobItem]:
         """The answer's items from the first on; always gives the lease back."""
@@ -442,7 +489,11 @@ class ReplayEngine:
         try:
             pending = list(replay.head)
             while True:
-                item = pending.pop(0) if pending else await self.next_item(replay.job)
+                if pending:
+                    item = pending.pop(0)
+                else:
+                    item = await self.next_item(replay.job)
+                    replay.read(item)
                 yield item
                 if isinstance(item, JobDone):
                     ok = True
@@ -451,6 +502,7 @@ class ReplayEngine:
                     return
         finally:
             self._finish(replay.lease, replay.job, ok)
+            replay.end(ok)
 
     async def collect(self, replay: Replay) -> Collected:
         """Read a whole answer: the replayed side's text and images, or what failed."""

@@ -62,6 +62,9 @@ class Job:
     session_id: str | None = None  # create: chosen when the body is written
     user_message_id: str | None = None  # the turn's user message (the site's Stop names it); set by the rewriter
     token_report: dict[str, Any] | None = None  # how the page made its reCAPTCHA token (never the token)
+    owner: str | None = None  # create: the client conversation the new conversation belongs to (mirroring)
+    greeting: bool = False  # create: the prefill's greeting, so the new conversation may be adopted later
+    keep_body: bool = False  # send the page's own body (a token-only retry: the site's own regenerate)
     created: float = field(default_factory=time.time)
     page_id: str | None = None
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
@@ -105,7 +108,7 @@ class JobTable:
         return job
 
     def new_create(
-        self, model: str, model_id: str, modality: str, turns: list[site.ChatTurn], body_format: site.BodyFormat,
+        self, model: str, model_id: str | None, modality: str, turns: list[site.ChatTurn], body_format: site.BodyFormat,
         mode: str = site.DIRECT_MODE_2026,
     ) -> Job:
         """A new conversation of `model` whose first turn carries `turns`."""

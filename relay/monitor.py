@@ -16,7 +16,7 @@ from pool_store.pool import SHOWN_STATES, empty_stats
 from relay.pages import ADVICE
 from relay.requestlog import RequestRecord
 from relay.services import Services
-from relay.settings import STRATEGIES
+from relay.settings import Strategy
 from relay.stats import percentile
 
 DAY = 86400.0
@@ -167,6 +167,6 @@ class _StateCollector:
                                 "1 when the last canary found a working strategy, 0 when not, -1 before any.",
                                 value=-1 if canary is None else int(bool(canary.get("ok"))))
         strategy = GaugeMetricFamily("lmarena_strategy", "The strategy requests use now (1).", labels=["strategy"])
-        for name in STRATEGIES:
+        for name in Strategy:
             strategy.add_metric([str(name)], int(services.strategy.current == name))
         yield strategy

@@ -18,6 +18,7 @@ from relay.engine import ReplayEngine
 from relay.jobs import JobDone, JobFailed, ToolFailure
 from relay.models import ModelInfo
 from relay.services import Services
+from relay.slots import SlotTimeout
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,12 @@ class Prefiller:
         """One new conversation of `model` with `message` as its first turn."""
         job = None
         try:
-            job, first = await self.engine.create_job(model, [site.ChatTurn("user", message)])
+            # it counts among the model's requests at the site, as a client's would
+            slot = await self.engine.slots.acquire(model.name, self.services.settings.queue_timeout)
+        except SlotTimeout:
+            return PrefillItem(model.name, False, error="the model stayed busy", kind="busy")
+        try:
+            job, first = await self.engine.create_job(model, [site.ChatTurn("user", message)], greeting=True)
             item = first
             while not isinstance(item, (JobDone, JobFailed)):
                 item = await self.engine.next_item(job)
@@ -206,6 +212,7 @@ class Prefiller:
             log.exception("prefill: creating a %s conversation failed", model.name)
             item = JobFailed(str(e), 500, ToolFailure.TOOL_ERROR, source="tool")
         finally:
+            self.engine.slots.release(slot)
             if job is not None:
                 self.engine.end_job(job)
         if isinstance(item, JobDone) and job is not None and job.session_id:

@@ -9,6 +9,7 @@ from typing import Any
 from pool_store.pool import SessionPool
 from relay.drift import DriftLog
 from relay.jobs import JobTable
+from relay.mirror_book import MirrorBook
 from relay.models import ModelRegistry
 from relay.pages import PageHub
 from relay.requestlog import RequestLog
@@ -34,6 +35,7 @@ class Services:
         self.strategy = StrategyState()
         self.requests = RequestLog()
         self.drift = DriftLog()
+        self.mirrors = MirrorBook(self.settings.mirror_limit, self.settings.mirror_ttl)  # client conversations
 
     def forget_identity(self, old: str, new: str | None) -> None:
         """A page came back as another browser identity: the old one's conversations would only get 401s."""

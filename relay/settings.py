@@ -15,21 +15,26 @@ class Strategy(StrEnum):
     (it keeps the history itself since late 2025), so the canary picks the strategy that works.
 
     RETRY: replay a pooled conversation's retry with the client's messages written in (the user's design);
-    CONTINUE: post the client's conversation as a new turn of a pooled conversation;
+    MIRROR: each client conversation gets a site conversation of its own, continued turn by turn (for a
+      site that keeps the history itself);
+    CONTINUE: post the client's whole conversation as a new turn of a shared pooled conversation (only when
+      pinned: the site then holds every copy, and one client's text reaches another's answers);
     FRESH: a new conversation per request, kept in the pool afterwards.
     """
 
     RETRY = "retry"
+    MIRROR = "mirror"
     CONTINUE = "continue"
     FRESH = "fresh"
 
 
 # The canary tries them in this order; the first that answers the rewritten content serves.
-STRATEGIES: tuple[Strategy, ...] = (Strategy.RETRY, Strategy.CONTINUE, Strategy.FRESH)
+STRATEGIES: tuple[Strategy, ...] = (Strategy.RETRY, Strategy.MIRROR, Strategy.FRESH)
 
 # The site call each strategy makes for a direct-mode conversation.
 STRATEGY_CALL: dict[Strategy, site.CallKind] = {
     Strategy.RETRY: "retry",
+    Strategy.MIRROR: "post",
     Strategy.CONTINUE: "post",
     Strategy.FRESH: "create",
 }
@@ -94,4 +99,6 @@ class Settings:
     upload_actions: str = ""  # "generateUploadUrl id,getSignedUrl id"; empty: the page finds them
     route_prefix: str = ""  # the OpenAI and pool routes under this path, e.g. "/arena"
     rate_limit: int = 0  # requests a minute per client (API key or address); 0: no limit
+    mirror_limit: int = 2000  # client conversations remembered (least recently used first out)
+    mirror_ttl: float = 7 * 86400.0  # and for how long after their last turn
     direct_mode: str = "auto"  # the mode of the Direct conversations the tool creates; auto: as the site's client

@@ -186,6 +186,7 @@ class Simulator:
             Route("/__sim/sign-in", self.sign_in, methods=["POST"]),
             Route("/__sim/stops", self.get_stops),
             Route("/__sim/stream-hits", self.get_stream_hits),
+            Route("/__sim/sessions/{sid}", self.get_session),
         ]
         for prefix in site.STREAM_PREFIXES:
             routes += [
@@ -349,6 +350,15 @@ class Simulator:
 
     async def get_stream_hits(self, request: Request) -> Response:
         return JSONResponse(self.stream_hits)
+
+    async def get_session(self, request: Request) -> Response:
+        """What the site holds of a conversation: its messages (role, content, side), in order."""
+        session = self.sessions.get(request.path_params["sid"])
+        if session is None:
+            return JSONResponse({"error": "Evaluation session not found"}, status_code=404)
+        return JSONResponse({"id": session.id, "mode": session.mode, "messages": [
+            {"role": m["role"], "content": m.get("content"), "side": m.get("participantPosition") or "a"}
+            for m in session.messages]})
 
     async def image(self, request: Request) -> Response:
         return Response(PNG_1X1, media_type="image/png")

@@ -81,6 +81,13 @@ async def request_detail(request_id: int, services: ServicesDep) -> dict[str, An
     return record.to_dict()
 
 
+@router.get("/mirrors")
+async def mirrors_list(services: ServicesDep, model: str | None = None) -> dict[str, Any]:
+    """The client conversations mirroring serves, and the site conversation each has (hashes stay inside)."""
+    rows = [r for r in services.mirrors.describe() if model is None or r["model"] == model]
+    return {"client_conversations": rows, "count": len(rows)}
+
+
 @router.get("/pages")
 async def pages_list(services: ServicesDep) -> dict[str, Any]:
     return {"pages": [p.describe() for p in services.pages.pages.values()]}

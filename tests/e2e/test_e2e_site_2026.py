@@ -65,6 +65,11 @@ def conversation(stack: Stack, session_id: str) -> dict[str, Any]:
     return next(c for c in api(stack, "/api/pool")["conversations"] if c["session_id"] == session_id)
 
 
+def ask_chat(stack: Stack, messages: list[dict[str, str]]) -> str:
+    result = sdk(stack).chat.completions.create(model=MODEL, messages=messages)  # type: ignore[arg-type]
+    return result.choices[0].message.content or ""
+
+
 def ask(stack: Stack, text: str, **kw: Any) -> str:
     result = sdk(stack).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}], **kw)
     return result.choices[0].message.content or ""
@@ -88,17 +93,20 @@ def test_a_chat_in_the_2026_page_is_captured_and_serves_requests_with_no_option_
                   {"role": "user", "content": "What is the capital of France?"}])
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    # the site ignores a retry's messages: the start-up canary found that, and the request waited for it
-    assert content.startswith(f"[{MODEL}] You said: System: Be brief.")
-    assert "User: What is the capital of France?" in content
+    # the site ignores a retry's messages: the start-up canary found that (the request waited for it), and
+    # the client conversation got a site conversation of its own, its history written once
+    assert content.startswith(f"[{MODEL}] You said: [The conversation so far.")
+    assert "=== System ===\nBe brief." in content and "What is the capital of France?" in content
     strategy = api(stack, "/api/strategy")
-    assert strategy["current"] == "continue" and not strategy["canary"]["probes"][0]["ok"]
+    assert strategy["current"] == "mirror" and not strategy["canary"]["probes"][0]["ok"]
     # heartbeat lines never become content; the usage is the site's own count, not an estimate
     assert "heartbeat" not in content
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == len(content) // 4
-    posted = [e for e in sim(stack, "/__sim/log") if e["path"].endswith(answer["sessionId"])][-1]
-    assert posted["body"]["modelAId"] == GEMINI_ID and posted["body"]["mode"] == "direct-battle"
+    created = [e for e in sim(stack, "/__sim/log")
+               if e["path"].endswith("create-evaluation") and "capital of France" in json.dumps(e["body"])][-1]
+    assert created["body"]["modelAId"] == GEMINI_ID and created["body"]["mode"] == "direct-battle"
+    assert created["body"]["id"] != answer["sessionId"], "the person's own chat is never given to a client"
 
 
 def test_models_of_the_2026_page_name_the_selectable_entry_and_the_router(stack, page):
@@ -111,16 +119,19 @@ def test_models_of_the_2026_page_name_the_selectable_entry_and_the_router(stack,
 
 
 def test_a_direct_battle_conversation_on_a_battle_turn_is_retired_and_the_request_fails_over(stack, page):
-    ready = [c for c in api(stack, "/api/pool")["conversations"] if c["model"] == MODEL and c["state"] == "ready"]
-    assert len(ready) == 1
-    trapped = ready[0]["session_id"]
+    chat = [{"role": "user", "content": "Are you the model I asked for?"}]
+    chat.append({"role": "assistant", "content": ask_chat(stack, chat)})
+    trapped = api(stack, "/api/requests?limit=1")["requests"][-1]["conversation"]  # the client's own
     sim(stack, "/__sim/fault", {"session": trapped, "battle_turn": True})
-    content = ask(stack, "Are you the model I asked for?")
+    chat.append({"role": "user", "content": "Still you?"})
+    content = ask_chat(stack, chat)
     assert content.startswith(f"[{MODEL}] You said:"), "the answer of the model asked for, not a hidden one"
     conv = conversation(stack, trapped)
-    assert conv["state"] == "retired" and "battle turn" in conv["retired_reason"]
+    assert conv["state"] == "retired" and "battle_turn" in conv["retired_reason"]
     record = api(stack, "/api/requests?limit=1")["requests"][-1]
     assert record["attempts"] == 2 and record["conversation"] != trapped and record["status"] == 200
+    moved = sim(stack, f"/__sim/sessions/{record['conversation']}")["messages"]
+    assert "Still you?" in moved[0]["content"], "the whole conversation went to the new one, written once"
 
 
 def test_unknown_line_codes_and_heartbeats_are_ignored_and_logged_once_by_shape(stack, page):
@@ -197,7 +208,8 @@ def test_a_client_that_goes_away_presses_the_site_s_stop(stack, page):
                     break  # the first words arrived: the client leaves
         wait_until(lambda: len(sim(stack, "/__sim/stops")) > stops, 10, "the site's Stop call")
         stop = sim(stack, "/__sim/stops")[-1]
-        posted = [e for e in sim(stack, "/__sim/log") if e["path"].endswith(stop["session"])][-1]
+        posted = [e for e in sim(stack, "/__sim/log")
+                  if e["path"].endswith(stop["session"]) or e["body"].get("id") == stop["session"]][-1]
         assert stop["message"] == posted["body"]["userMessageId"] and "stoppedAt" in stop["body"]
     finally:
         sim(stack, "/__sim/config", {"cadence_ms": 5})

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from relay.mirror_book import write_transcript
 from simulator.answers import answer_for
 from simulator.stack import Stack, chat_in_page
 from sites import lmarena as site
@@ -49,26 +50,31 @@ def sdk(stack: Stack) -> openai.OpenAI:
     return openai.OpenAI(base_url=stack.api_base + "/v1", api_key="x", max_retries=0, timeout=60)
 
 
-def test_the_canary_notices_ignored_retries_and_switches_to_continue(stack, page):
+def test_the_canary_notices_ignored_retries_and_switches_to_mirror(stack, page):
     assert api(stack, "GET", "/api/strategy")["current"] == "retry"
+    pooled = {c["session_id"]: c["state"] for c in api(stack, "GET", "/api/pool")["conversations"]}
     result = api(stack, "POST", "/api/canary")
     probes = result["canary"]["probes"]
-    assert [(p["strategy"], p["ok"]) for p in probes] == [("retry", False), ("continue", True)]
+    assert [(p["strategy"], p["ok"]) for p in probes] == [("retry", False), ("mirror", True)]
     assert "answered something else" in probes[0]["detail"]
-    assert result["current"] == "continue"
-    assert api(stack, "GET", "/healthz")["strategy"]["current"] == "continue"
-    assert "strategy: retry → continue" in stack.tool_output(), "said on the console"
+    assert result["current"] == "mirror"
+    assert api(stack, "GET", "/healthz")["strategy"]["current"] == "mirror"
+    assert "strategy: retry → mirror" in stack.tool_output(), "said on the console"
+    after = {c["session_id"]: c["state"] for c in api(stack, "GET", "/api/pool")["conversations"]}
+    assert all(after[sid] == state for sid, state in pooled.items()), "the probe took nothing from the pool"
 
 
 def test_answers_stay_about_the_client_s_conversation(stack, page):
     turns = [site.ChatTurn(m["role"], m["content"]) for m in CONVERSATION]
     content = sdk(stack).chat.completions.create(model=MODEL, messages=CONVERSATION).choices[0].message.content
     sent = sim_log(stack)[-1]
-    assert sent["method"] == "POST" and "/post-to-evaluation/" in sent["path"]
-    assert sent["body"]["userMessage"]["content"] == site.flatten_turns(turns), "the whole conversation, flattened"
-    assert content is not None and "You said: System: Be brief." in content
+    # nothing pooled holds only a greeting (the person's own chat is never given to a client): a new
+    # conversation carries the client's, written once
+    assert sent["method"] == "POST" and sent["path"].endswith("/create-evaluation")
+    assert sent["body"]["userMessage"]["content"] == write_transcript(turns).content
+    assert content is not None and "You said: [The conversation so far." in content
     record = api(stack, "GET", "/api/requests?limit=1")["requests"][-1]
-    assert record["strategy"] == "continue" and record["status"] == 200
+    assert record["strategy"].startswith("mirror/new") and record["status"] == 200
 
 
 def test_the_canary_switches_back_when_retries_are_honoured_again(stack, page):

@@ -279,7 +279,7 @@ async def test_upstream_silence_is_504_and_frees_the_conversation(client, page, 
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert caught.value.status_code == 504
-    assert services.pool.stats()[MODEL] == {"total": 1, "ready": 1, "busy": 0, "cooling": 0, "retired": 0,
+    assert services.pool.stats()[MODEL] == {"total": 1, "ready": 1, "busy": 0, "cooling": 0, "retired": 0, "owned": 0,
                                             "waiting": 0}
     await asyncio.sleep(0.05)  # the abort goes out as its own task
     assert any(m["type"] == "abort" for m in page.sent), "the page is told to stop the request"
@@ -295,7 +295,8 @@ async def test_the_job_message_names_the_retry_of_the_pooled_conversation(client
 async def test_healthz(raw, page):
     health = (await raw.get("/healthz")).json()
     assert health["status"] == "ok" and health["pages"] == {"connected": 1, "ready": 1}
-    assert health["pool"][MODEL] == {"total": 1, "ready": 1, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
+    assert health["pool"][MODEL] == {"total": 1, "ready": 1, "busy": 0, "cooling": 0, "retired": 0, "owned": 0,
+                                     "waiting": 0}
 
 
 async def test_unknown_route_is_an_openai_error(raw):

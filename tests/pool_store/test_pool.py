@@ -61,7 +61,8 @@ async def test_concurrency_is_the_number_of_conversations_and_waiters_are_served
     pool.release(second)
     await asyncio.gather(*tasks)
     assert served == [0, 1, 2, 3, 4]
-    assert pool.stats()["m"] == {"total": 2, "ready": 2, "busy": 0, "cooling": 0, "retired": 0, "waiting": 0}
+    assert pool.stats()["m"] == {"total": 2, "ready": 2, "busy": 0, "cooling": 0, "retired": 0, "owned": 0,
+                                 "waiting": 0}
 
 
 async def test_a_waiter_that_times_out_leaves_the_queue():

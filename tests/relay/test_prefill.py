@@ -10,6 +10,7 @@ from relay.jobs import JobDone, JobFailed
 from relay.pages import Page
 from relay.prefill import Prefiller, select_models
 from relay.services import Services
+from relay.slots import ModelSlots
 from sites import lmarena as site
 
 
@@ -20,8 +21,9 @@ class FakeEngine:
         self.services = services
         self.fail = fail
         self.created: list[str] = []
+        self.slots = ModelSlots(lambda: services.settings.sessions_per_model)
 
-    async def create_job(self, model, turns):
+    async def create_job(self, model, turns, greeting=False):
         job = self.services.jobs.new_create(model.name, model.id, model.modality, turns,
                                             site.BodyFormat.USER_MESSAGE)
         job.session_id = f"{model.name}-{len(self.created)}"
