@@ -97,22 +97,29 @@ class Monitor:
             "models": self._models(),
             "totals": self._totals(now),
             "in_flight": in_flight,
+            "clients": services.mirrors.describe()[:50],  # the client conversations mirroring serves, newest first
         }
 
     def _models(self) -> dict[str, dict[str, Any]]:
-        """Per model: the pool's counts, and what was served in the last day with its latencies."""
+        """Per model: the pool's counts, its client conversations, and what was served in the last day with
+        its latencies."""
         models: dict[str, dict[str, Any]] = {}
+
+        def row(name: str) -> dict[str, Any]:
+            return models.setdefault(name, {**empty_stats(), "clients": 0, "served": 0, "errors": 0,
+                                            "ttft_p50": None, "ttft_p95": None, "total_p50": None, "total_p95": None})
+
         for name, counts in self.services.pool.stats().items():
-            models[name] = {**counts, "served": 0, "errors": 0, "ttft_p50": None, "ttft_p95": None,
-                            "total_p50": None, "total_p95": None}
+            row(name).update(counts)
+        for client in self.services.mirrors.records.values():
+            row(client.model)["clients"] += 1
         by_model: dict[str, list[Finished]] = {}
         for f in self.history:
             by_model.setdefault(f.model, []).append(f)
         for name, done in by_model.items():
-            row = models.setdefault(name, {**empty_stats()})
             ok = [f for f in done if f.status == 200]
             ttfts = [f.ttft for f in ok if f.ttft is not None]
-            row.update(
+            row(name).update(
                 served=len(ok),
                 errors=len(done) - len(ok),
                 ttft_p50=percentile(ttfts, 0.5),
@@ -153,6 +160,14 @@ class _StateCollector:
             waiting.add_metric([model], row["waiting"])
         yield pool
         yield waiting
+        clients = GaugeMetricFamily("lmarena_client_conversations",
+                                    "Client conversations mirroring serves, by model.", labels=["model"])
+        per_model: dict[str, int] = {}
+        for client in services.mirrors.records.values():
+            per_model[client.model] = per_model.get(client.model, 0) + 1
+        for model, count in sorted(per_model.items()):
+            clients.add_metric([model], count)
+        yield clients
         pages = GaugeMetricFamily("lmarena_pages", "Connected LMArena pages by state.", labels=["state"])
         states: dict[str, int] = {s: 0 for s in ADVICE}
         for page in services.pages.pages.values():

@@ -424,6 +424,7 @@ class Simulator:
             "time": time.time(),
             "method": request.method,
             "path": request.url.path,
+            "bytes": len(raw),
             "body": {k: ("REDACTED" if k in site.SECRET_FIELDS else v) for k, v in data.items()},
         }
         self.log.append(entry)

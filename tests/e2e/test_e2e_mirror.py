@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from simulator.stack import Stack, sign_in
-from tests.conftest import open_arena_page, running_stack, wait_until
+from tests.conftest import ARTIFACTS, open_arena_page, running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +167,22 @@ def test_eight_conversations_on_four_pooled_ones_put_at_most_four_at_the_site(st
     assert max(stats["max_by_session"].values()) == 1, "never two requests on one conversation"
     sessions = {s for s in sessions_of(stack, 0, "parallel ")}
     assert len(sessions) == 8, "a site conversation each"
+
+
+def test_the_dashboard_shows_client_conversations_and_which_conversation_each_has(stack, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    tab = context.new_page()
+    tab.goto(stack.api_base + "/dashboard")
+    mirrors = api(stack, "GET", "/api/mirrors")["client_conversations"]
+    assert mirrors
+    tab.wait_for_selector("#clients tr")
+    rows = tab.locator("#clients tr")
+    wait_until(lambda: rows.count() == min(50, len(mirrors)), 10, "a row per client conversation")
+    first = rows.nth(0).inner_text()
+    assert mirrors[0]["key"] in first and mirrors[0]["session_id"][:13] in first
+    model_row = tab.locator(f'#models tr[data-model="{MODEL}"]')
+    owned = int(model_row.locator("td.owned").inner_text())
+    clients = int(model_row.locator("td.clients").inner_text())
+    assert clients == sum(1 for m in mirrors if m["model"] == MODEL) and owned >= 1
+    tab.screenshot(path=str(ARTIFACTS / f"dashboard-mirror-{stack.generation}.png"), full_page=True)
+    context.close()
