@@ -147,6 +147,7 @@ class ApiServer:
             store = TinyPoolStore(path or None)
             self.services.pool.use_store(store)
             self.services.mirrors.use_store(store)
+            self.services.strategy.use_store(store)
         except (OSError, ValueError) as e:
             raise exceptions.OptionsError(f"arena_store: cannot open {path}: {e}") from e
         if self.store is not None:

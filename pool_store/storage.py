@@ -213,11 +213,17 @@ class TinyPoolStore:
             self.mirrors.remove(doc_ids=[doc_id])
 
     def load_targets(self) -> list[str]:
-        row = self.db.table("settings").get(self._query.key == "targets")
-        return list(row["models"]) if row else []  # type: ignore[index,call-overload]
+        return list(self.load_setting("targets") or [])
 
     def save_targets(self, models: list[str]) -> None:
-        self.db.table("settings").upsert({"key": "targets", "models": models}, self._query.key == "targets")
+        self.save_setting("targets", models)
+
+    def load_setting(self, key: str) -> Any:
+        row = self.db.table("settings").get(self._query.key == key)
+        return row.get("value", row.get("models")) if row else None  # type: ignore[union-attr]
+
+    def save_setting(self, key: str, value: Any) -> None:
+        self.db.table("settings").upsert({"key": key, "value": value}, self._query.key == key)
 
     async def drain(self) -> None:
         if self.writer is not None:

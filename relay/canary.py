@@ -69,7 +69,7 @@ class Canary:
                     "strategy: %s → %s (canary on %s: %s)", state.chosen, chosen, model,
                     "; ".join(f"{p['strategy']}: {p['detail']}" for p in result["probes"]),
                 )
-                state.chosen = chosen
+                state.choose(chosen)
             elif chosen is None:
                 log.error("strategy: no way of reaching the site passed the canary on %s; keeping %s",
                           model, state.chosen)

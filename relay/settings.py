@@ -48,10 +48,22 @@ class StrategyState:
     # set while the canary's first run is under way: requests wait for its verdict rather than use a
     # strategy nobody has checked (a retry on a site that ignores a retry's messages answers something else)
     first_run: asyncio.Future[None] | None = None
+    store: Any = None  # where the last verdict is kept (the pool's file), so a restart starts from it
 
     @property
     def current(self) -> Strategy:
         return self.chosen if self.mode == "auto" else Strategy(self.mode)
+
+    def use_store(self, store: Any) -> None:
+        self.store = store
+        saved = store.load_setting("strategy")
+        if saved in set(map(str, Strategy)):
+            self.chosen = Strategy(saved)
+
+    def choose(self, strategy: Strategy) -> None:
+        self.chosen = strategy
+        if self.store is not None:
+            self.store.save_setting("strategy", str(strategy))
 
     async def wait_for_first_verdict(self, timeout: float) -> None:
         if self.mode != "auto" or self.first_run is None or self.first_run.done():

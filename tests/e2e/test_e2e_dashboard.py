@@ -60,7 +60,7 @@ def test_the_dashboard_shows_what_happened_and_its_actions_work(stack, browser, 
     assert text_of(dash, "#pages-count") == "1 / 1"
     assert text_of(dash, "#hour") == "4 / 1" and text_of(dash, "#day") == "4 / 1"
     assert text_of(dash, f'tr[data-model="{MODEL}"] .ready') == "1"
-    assert "ms" in text_of(dash, f'tr[data-model="{MODEL}"] td:nth-child(9)'), "a TTFT median is shown"
+    assert "ms" in text_of(dash, f'tr[data-model="{MODEL}"] td:nth-child(11)'), "a TTFT median is shown"
 
     # a slow request: it shows in flight, then leaves
     httpx.post(stack.sim_base + "/__sim/config", json={"cadence_ms": 150}, timeout=10)

@@ -186,3 +186,18 @@ def test_the_dashboard_shows_client_conversations_and_which_conversation_each_ha
     assert clients == sum(1 for m in mirrors if m["model"] == MODEL) and owned >= 1
     tab.screenshot(path=str(ARTIFACTS / f"dashboard-mirror-{stack.generation}.png"), full_page=True)
     context.close()
+
+
+def test_a_client_conversation_goes_on_in_its_own_site_conversation_after_a_restart(stack, page):
+    chat = [{"role": "user", "content": "before the restart: keep 31337 in mind"}]
+    since = len(sim(stack, "/__sim/log"))
+    chat.append({"role": "assistant", "content": ask(stack, chat)})
+    [session] = set(sessions_of(stack, since, "31337"))
+    stack.restart_tool()
+    stack.wait_page_connected(timeout=30)
+    chat.append({"role": "user", "content": "after the restart: which number?"})
+    since = len(sim(stack, "/__sim/log"))
+    ask(stack, chat)
+    assert sessions_of(stack, since, "which number?") == [session]
+    assert site_users(stack, session)[-2:] == ["before the restart: keep 31337 in mind",
+                                               "after the restart: which number?"]

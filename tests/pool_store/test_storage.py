@@ -129,3 +129,17 @@ async def test_closing_writes_what_is_pending(tmp_path):
     SessionPool(store=store).upsert(Conversation("s1", "m1", "gemini-2.5-pro"))
     store.close()  # before the write-behind task ran
     assert SessionPool(store=TinyPoolStore(str(tmp_path / "pool.json"))).get("s1") is not None
+
+
+def test_the_canary_s_verdict_is_kept_for_the_next_start(tmp_path):
+    from relay.settings import Strategy, StrategyState
+
+    store = TinyPoolStore(str(tmp_path / "pool.json"))
+    state = StrategyState()
+    state.use_store(store)
+    assert state.current == Strategy.RETRY
+    state.choose(Strategy.MIRROR)
+    store.close()
+    restarted = StrategyState()
+    restarted.use_store(TinyPoolStore(str(tmp_path / "pool.json")))
+    assert restarted.current == Strategy.MIRROR
