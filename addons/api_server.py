@@ -88,6 +88,8 @@ class ApiServer:
             "arena_fresh_conversations", bool, True,
             "A request for a model with no usable conversation starts a new one (which then joins the pool).",
         )
+        loader.add_option("arena_max_request_mb", int, 48,
+                          "Largest request body the API reads, in MB (413 beyond); files up to 20 MB fit.")
         loader.add_option("arena_mirror_limit", int, 2000,
                           "Client conversations mirroring remembers (least recently used first out).")
         loader.add_option("arena_mirror_ttl", str, "604800",
@@ -113,6 +115,8 @@ class ApiServer:
             settings.failover_tries = parsed("arena_failover_tries", parse_int_range, 1, 10)
         if "arena_fresh_conversations" in updated:
             settings.fresh_when_empty = ctx.options.arena_fresh_conversations
+        if "arena_max_request_mb" in updated:
+            settings.max_request_bytes = parsed("arena_max_request_mb", parse_int_range, 1, 4096) * 1024 * 1024
         if "arena_mirror_limit" in updated:
             settings.mirror_limit = self.services.mirrors.limit = parsed("arena_mirror_limit", parse_int_range, 1,
                                                                          1_000_000)

@@ -16,9 +16,9 @@ from typing import Callable
 from mitmproxy import http
 
 from addons.classify import arena_host, stream_call
-from addons.rewrite import META_JOB
+from addons.guard import META_JOB, guarded
 from pool_store.pool import Conversation, SessionPool
-from relay.jobs import JobDone, JobFailed
+from relay.jobs import JobDone, JobFailed, ToolFailure
 from relay.models import battle_model_name
 from relay.services import Services
 from sites import lmarena as site
@@ -53,6 +53,7 @@ class Capture:
 
     # ------------------------------------------------------------------ hooks
 
+    @guarded("read", lambda self: self.jobs, before_sending=True)
     def request(self, flow: http.HTTPFlow) -> None:
         call = stream_call(flow)
         if call is None or flow.response is not None:
@@ -73,6 +74,7 @@ class Capture:
         except site.BodyError as e:
             log.warning("could not read a %s request body (%s): %s", call.kind, flow.request.path, e)
 
+    @guarded("follow the answer of", lambda self: self.jobs)
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if stream_call(flow) is None or flow.response is None:
             return
@@ -80,6 +82,7 @@ class Capture:
         if resp.status_code == 200 and "text/event-stream" in resp.headers.get("content-type", ""):
             flow.response.stream = self._tap(flow)
 
+    @guarded("read the answer of", lambda self: self.jobs)
     def response(self, flow: http.HTTPFlow) -> None:
         if stream_call(flow) is None or flow.response is None or META_OUTCOME in flow.metadata:
             return
@@ -97,6 +100,7 @@ class Capture:
             self.services.drift.note("error_status", f"{resp.status_code} {site.error_shape(body)}")
         self._finish(flow, Observation(), failure)
 
+    @guarded("end", lambda self: self.jobs)
     def error(self, flow: http.HTTPFlow) -> None:
         if stream_call(flow) is None or META_OUTCOME in flow.metadata:
             return
@@ -131,8 +135,11 @@ class Capture:
                         job.push(event)
                 if not chunk:
                     self._finish(flow, seen, None)
-            except Exception:
+            except Exception as e:
                 log.exception("stream observation failed on %s", flow.request.path)
+                if job is not None and not job.ended:  # the answer cannot be followed: the job ends here
+                    job.fail(f"could not read the answer: {type(e).__name__}: {e}", 500,
+                             ToolFailure.TOOL_ERROR, "proxy")
             return chunk
 
         return tap

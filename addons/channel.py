@@ -26,6 +26,14 @@ class Channel:
     def request(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get(META_CHANNEL) or flow.response is not None:
             return
+        try:
+            self._route(flow)
+        except Exception:  # the channel never goes to the site, whatever happened
+            log.exception("the page channel could not be routed")
+            flow.response = http.Response.make(502, b"the page channel is not available",
+                                               {"content-type": "text/plain"})
+
+    def _route(self, flow: http.HTTPFlow) -> None:
         origin = flow.request.headers.get("origin")
         if origin is not None and origin.split("://", 1)[-1].split(":", 1)[0].lower() != arena_host(flow):
             # a page of another site opening a socket to the arena origin: browsers always send Origin

@@ -10,6 +10,7 @@ import logging
 
 from mitmproxy import http
 
+from addons.guard import guarded
 from addons.options import parsed
 from relay.options import parse_hosts, parse_stream_prefixes
 from sites import lmarena as site
@@ -55,6 +56,7 @@ class Classify:
         if "arena_stream_prefixes" in updated:
             self.prefixes = parsed("arena_stream_prefixes", parse_stream_prefixes)
 
+    @guarded("recognise", lambda self: None, before_sending=True)
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         host = flow.request.pretty_host.lower()
         if host not in self.hosts:

@@ -14,6 +14,7 @@ from importlib import resources
 from mitmproxy import http
 
 from addons.classify import CHANNEL_PREFIX, META_CALL, META_CHANNEL, arena_host
+from addons.guard import guarded
 from addons.options import parsed
 from relay.models import ModelRegistry
 from relay.options import parse_seconds
@@ -76,6 +77,7 @@ class Injector:
             self.challenge_reload_ms = int(parsed("arena_challenge_reload", parse_seconds, True) * 1000)
             self._source = None
 
+    @guarded("inject into", lambda self: None)
     def response(self, flow: http.HTTPFlow) -> None:
         if not arena_host(flow) or flow.metadata.get(META_CHANNEL) or flow.metadata.get(META_CALL):
             return

@@ -13,45 +13,44 @@ from typing import Any
 from mitmproxy import http
 
 from addons.classify import stream_call
+from addons.guard import JOB_HEADER, META_JOB, guarded, refuse
 from relay.jobs import Job, JobTable, ToolFailure
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
 
-JOB_HEADER = "x-bridge-job"
-META_JOB = "arena.job"
+__all__ = ["JOB_HEADER", "META_JOB", "Rewriter", "job_body"]
 
 
 class Rewriter:
     def __init__(self, jobs: JobTable) -> None:
         self.jobs = jobs
 
+    @guarded("write", lambda self: self.jobs, before_sending=True)
     def request(self, flow: http.HTTPFlow) -> None:
-        call = stream_call(flow)
-        if call is None or flow.response is not None:
-            flow.request.headers.pop(JOB_HEADER, None)
-            return
-        job_id = flow.request.headers.pop(JOB_HEADER, None)
+        job_id = flow.request.headers.get(JOB_HEADER)
         if job_id is None:
             return  # the person's own request: leave it alone
         job = self.jobs.get(job_id)
+        call = stream_call(flow)
         if job is None or job.ended:
-            flow.response = http.Response.make(
-                409, json.dumps({"error": "unknown or finished bridge job"}), {"content-type": "application/json"}
-            )
+            refuse(flow, None, "unknown or finished bridge job", 409)
+            return
+        if call is None or flow.response is not None:
+            # marked as a job, but not a stream call the tool knows: it must not leave as it is
+            refuse(flow, job, f"the page's request for the job is not one the tool writes ({flow.request.path})")
             return
         if call.kind != job.call or (job.call != "create" and call.session_id != job.target_session) or (
             job.call == "retry" and job.conversation is not None
             and call.message_id != job.conversation.retry_message_id()
         ):
             job.fail("the page sent a different request than the one asked for", 502, ToolFailure.PAGE_ERROR, "proxy")
-            flow.response = http.Response.make(
-                409, json.dumps({"error": "request does not match its job"}), {"content-type": "application/json"}
-            )
+            refuse(flow, None, "request does not match its job", 409)
             return
         original, turns = _take_uploads(flow.request.content or b"", job)
         if not job.keep_body:  # a token-only retry (the site's own regenerate) goes as the page wrote it
             flow.request.content = job_body(job, original, turns)
+        flow.request.headers.pop(JOB_HEADER, None)  # only now: until here an error keeps the request in
         job.flow_seen = True
         flow.metadata[META_JOB] = job.id
         log.info(

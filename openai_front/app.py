@@ -7,12 +7,14 @@ The OpenAI, admin and monitoring routes sit under `settings.route_prefix` (read 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openai_front.errors import APIError, InvalidRequest, error_body, from_core
 from openai_front.ratelimit import RateLimiter
@@ -39,6 +41,7 @@ def create_app(core: Core) -> FastAPI:
     prefix = services.settings.route_prefix
     for router in (v1.router, admin.router, monitoring.router):
         app.include_router(router, prefix=prefix)
+    app.add_middleware(BodyLimit, limit=lambda: services.settings.max_request_bytes)
     _register_errors(app)
 
     @app.get("/healthz")
@@ -50,6 +53,53 @@ def create_app(core: Core) -> FastAPI:
         await services.pages.serve(ws)
 
     return app
+
+
+class BodyLimit:
+    """A request body over the limit gets 413 before the app reads it all (counted as it arrives, so a
+    chunked body without a length is held to it too)."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # raised while the app reads the body: the error handlers answer it
+                    raise StarletteHTTPException(413, _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+        body = error_body(_too_large(limit), "invalid_request_error", "request_too_large")
+        await JSONResponse(body, status_code=413)(scope, _drain, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit // 1048576} MB (arena_max_request_mb)"
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}
+
+
+_UNION_MEMBER = re.compile(r"(str|int|float|bool|none|list|dict|function-\w+)(\[.*\])?")
 
 
 def _register_errors(app: FastAPI) -> None:
@@ -65,7 +115,8 @@ def _register_errors(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        # the field's path, without the names pydantic gives a union's members ("str", "list[...]")
+        loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.fullmatch(str(p))]
         param = ".".join(loc) or None
         msg = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
@@ -77,10 +128,11 @@ def _register_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else None
-        return JSONResponse(
-            error_body(str(exc.detail), "invalid_request_error", code), status_code=exc.status_code
-        )
+        code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
+            message = "The request body could not be read: it must be JSON in UTF-8, nested less deeply than 500"
+        return JSONResponse(error_body(message, "invalid_request_error", code), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -81,6 +81,14 @@ class UpstreamError(APIError):
     code = "upstream_error"
 
 
+class InternalError(APIError):
+    """A bug of the tool's own; the message names it."""
+
+    status = 500
+    type = "server_error"
+    code = "tool_error"
+
+
 class UpstreamTimeout(APIError):
     status = 504
     type = "upstream_error"
@@ -99,6 +107,7 @@ _FROM_CORE: list[tuple[type[core.RelayError], type[APIError]]] = [
     (core.Unavailable, Unavailable),
     (core.UpstreamTimedOut, UpstreamTimeout),
     (core.UpstreamFailed, UpstreamError),
+    (core.ToolBroke, InternalError),
 ]
 
 

@@ -1,13 +1,61 @@
-"""Request models of the OpenAI surface (pydantic), and their reduction to the site's turns."""
+"""Request models of the OpenAI surface (pydantic), and their reduction to the site's turns.
+
+What the API does with odd input (tests/openai_front/test_hygiene.py holds it to this):
+- a lone UTF-16 surrogate (`"\ud800"`: valid JSON, which clients produce when they cut a string inside an
+  emoji) is replaced by U+FFFD, anywhere in a body: it could never be sent to the site as UTF-8;
+- NUL characters and any other text pass as they are (JSON-escaped on the way to the site);
+- a body that is not UTF-8, not JSON, or nested too deeply is a 400; one over `arena_max_request_mb` a 413;
+- a field of the wrong type is a 400 naming it; unknown fields are accepted and ignored;
+- `content` may be a string, a list of parts (`text` with a string `text`, `image_url`, `file`), or null
+  (an assistant turn that only called tools).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openai_front.errors import InvalidRequest, TooLarge
 from sites.lmarena import ChatTurn
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """A string with each lone surrogate replaced by U+FFFD (json.loads has already joined the pairs)."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+
+
+def clean_json(value: Any) -> Any:
+    """Every string in a parsed JSON value cleaned, in place where it can be (iterative: no recursion limit)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in list(items):
+            if isinstance(item, str):
+                node[key] = clean_text(item)
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+        if isinstance(node, dict):
+            for key in [k for k in node if isinstance(k, str) and _LONE_SURROGATE.search(k)]:
+                node[clean_text(key)] = node.pop(key)
+    return value
+
+
+class CleanModel(BaseModel):
+    """A request body whose strings are cleaned before anything reads them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean(cls, data: Any) -> Any:
+        return clean_json(data)
 
 
 class ChatMessage(BaseModel):
@@ -24,9 +72,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class ChatCompletionRequest(CleanModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -36,9 +82,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = None
 
 
-class ImageRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class ImageRequest(CleanModel):
     prompt: str = Field(min_length=1)
     model: str = Field(min_length=1)
     n: int = Field(default=1, ge=1, le=10)
@@ -79,7 +123,10 @@ def to_turns(messages: list[ChatMessage], max_bytes: int = MAX_INLINE_BYTES) -> 
                 where = f"messages[{index}].content[{part_index}]"
                 kind = part.get("type")
                 if kind == "text":
-                    texts.append(str(part.get("text", "")))
+                    text_part = part.get("text", "")
+                    if not isinstance(text_part, str):
+                        raise InvalidRequest("a text part's text must be a string", param=f"{where}.text")
+                    texts.append(text_part)
                 elif kind == "image_url":
                     image = part.get("image_url")
                     url = image.get("url") if isinstance(image, dict) else image

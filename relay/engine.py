@@ -419,16 +419,20 @@ class ReplayEngine:
         except asyncio.TimeoutError:
             return JobFailed(f"no answer line within {timeout:.0f} s", 504, ToolFailure.TIMEOUT, source="tool")
 
-    def on_page_message(self, page: Page, message: dict[str, Any]) -> None:
-        """What a page says about its jobs; the proxy sees the status itself, first-hand."""
+    def on_page_message(self, page: Page, message: dict[str, Any]) -> str | None:
+        """What a page says about its jobs; the proxy sees the status itself, first-hand. Returns what was
+        wrong with a message about a job this page was never given (the hub drops and logs it); a late word
+        about one of its own that has ended is normal and ignored."""
         kind = message.get("type")
+        jobs = self.services.jobs
         if kind == "page_gone":
-            for orphan in self.services.jobs.for_page(page.id):
+            for orphan in jobs.for_page(page.id):
                 orphan.fail("the LMArena page went away during the request", 503, ToolFailure.PAGE_GONE, "page")
-            return
-        job = self.services.jobs.get(str(message.get("job", "")))
+            return None
+        job_id = str(message.get("job", ""))
+        job = jobs.get(job_id)
         if job is None or job.page_id != page.id:
-            return
+            return None if jobs.ended_on(job_id, page.id) else "a job this page was not given"
         if kind == "job_token" and isinstance(message.get("recaptcha"), dict):
             job.token_report = {k: v for k, v in message["recaptcha"].items() if k != "token"}
         elif kind == "job_error":
@@ -441,6 +445,7 @@ class ReplayEngine:
                 asyncio.get_running_loop().call_later(
                     PAGE_DONE_GRACE, job.fail, "the answer ended without a last line", 502, Kind.TRUNCATED, "proxy"
                 )
+        return None
 
     # ------------------------------------------------------------------ the end
 

@@ -42,5 +42,11 @@ class UpstreamFailed(RelayError):
     """The site, the page or the proxy failed the request."""
 
 
+class ToolBroke(RelayError):
+    """A bug of the tool's own stopped the request (before anything reached the site, if it was the proxy)."""
+
+    code = "tool_error"
+
+
 class UpstreamTimedOut(RelayError):
     pass

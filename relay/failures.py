@@ -7,6 +7,7 @@ from relay.errors import (
     PromptRefused,
     RateLimited,
     RelayError,
+    ToolBroke,
     Unavailable,
     UpstreamFailed,
     UpstreamTimedOut,
@@ -48,6 +49,8 @@ def failure_error(item: JobFailed) -> RelayError:
                               code="clock_off")
     if item.kind in (Kind.CHALLENGE, ToolFailure.PAGE_GONE):
         return Unavailable(message, retry_after=item.retry_after or 30)
+    if item.kind == ToolFailure.TOOL_ERROR:
+        return ToolBroke(message)
     if item.kind == ToolFailure.TIMEOUT:
         return UpstreamTimedOut(message)
     return UpstreamFailed(message)

@@ -88,9 +88,13 @@ class Job:
         return self.conversation.session_id if self.conversation else self.session_id
 
 
+ENDED_REMEMBERED = 256  # ids of ended jobs kept, so a page's late word about one is told from a made-up id
+
+
 class JobTable:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._ended: dict[str, str] = {}  # job id -> its page, most recent last
 
     def new(
         self,
@@ -125,7 +129,14 @@ class JobTable:
         return self._jobs.get(job_id) if job_id else None
 
     def discard(self, job: Job) -> None:
-        self._jobs.pop(job.id, None)
+        if self._jobs.pop(job.id, None) is not None:
+            self._ended[job.id] = job.page_id or ""
+            while len(self._ended) > ENDED_REMEMBERED:
+                del self._ended[next(iter(self._ended))]
+
+    def ended_on(self, job_id: str, page_id: str) -> bool:
+        """Whether `job_id` was a job of this page that has ended (its page may still report on it)."""
+        return self._ended.get(job_id) == page_id
 
     def for_page(self, page_id: str) -> list[Job]:
         return [j for j in self._jobs.values() if j.page_id == page_id and not j.ended]

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 PING_INTERVAL = 20.0
+MAX_PAGE_MESSAGE = 64 * 1024  # a page's messages are small; anything larger is not one of them
+PAGE_STATES = ("ready", "challenge", "needs_human_check")  # what a page script reports of itself
 
 
 # What a person should do about each page state, in English and Chinese (shown by the API, the
@@ -146,7 +148,8 @@ class PageHub:
         self.secret = secret or secrets.token_urlsafe(32)
         self.pages: dict[str, Page] = {}
         # called with (page, message) for job messages, and with (page, None) when a page leaves
-        self.on_job_message: Callable[[Page, dict[str, Any]], None] = lambda page, msg: None
+        # what a page says about a job; returns what was wrong with it, if it is dropped
+        self.on_job_message: Callable[[Page, dict[str, Any]], str | None] = lambda page, msg: None
         self.on_page_change: Callable[[], None] = lambda: None
         # called with (old identity, new identity) when a page comes back signed in as someone else
         self.on_identity_change: Callable[[str, str | None], None] = lambda old, new: None
@@ -253,7 +256,9 @@ class PageHub:
         except (asyncio.TimeoutError, WebSocketDisconnect, ValueError):
             await _close(ws, 4400, "expected hello")
             return None
-        given = str(hello.get("secret", "")) if isinstance(hello, dict) else ""
+        if not isinstance(hello, dict):
+            hello = {}
+        given = str(hello.get("secret", ""))
         if hello.get("type") != "hello" or not hmac.compare_digest(given.encode(), self.secret.encode()):
             log.warning("a page channel was refused: wrong or missing secret")
             await _close(ws, 4401, "not authorised")
@@ -290,18 +295,42 @@ class PageHub:
         self.on_page_change()
 
     async def _receive(self, page: Page, ws: WebSocket) -> None:
+        """A page's messages until it goes. One that cannot be used (not JSON, too large, of a kind or shape
+        the tool does not know) is dropped, its kind logged once per page; the channel keeps serving."""
+        dropped: set[str] = set()
         try:
             while True:
-                message = json.loads(await ws.receive_text())
-                if not isinstance(message, dict):
-                    continue
-                kind = message.get("type")
-                if kind == "state":
-                    self._report_state(page, message)
-                elif kind in ("job_token", "job_status", "job_done", "job_error"):
-                    self.on_job_message(page, message)
-        except (WebSocketDisconnect, RuntimeError, ValueError):
+                text = await ws.receive_text()
+                problem = self._handle(page, text)
+                if problem is not None and problem not in dropped:
+                    dropped.add(problem)
+                    log.warning("page %s sent a message the tool drops (%s); further ones like it are dropped "
+                                "silently", page.id, problem)
+        except (WebSocketDisconnect, RuntimeError):
             pass
+
+    def _handle(self, page: Page, text: str) -> str | None:
+        """Act on one message; what was wrong with it, if it was dropped."""
+        if len(text) > MAX_PAGE_MESSAGE:
+            return "too large"
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return "not JSON"
+        if not isinstance(message, dict):
+            return "not an object"
+        kind = message.get("type")
+        if kind == "state":
+            if message.get("state") not in PAGE_STATES:
+                return "an unknown page state"
+            self._report_state(page, message)
+        elif kind in ("job_token", "job_status", "job_done", "job_error"):
+            if not isinstance(message.get("job"), str):
+                return "a job message without a job"
+            return self.on_job_message(page, message)
+        elif kind != "pong":
+            return "an unknown kind"
+        return None
 
     def _report_state(self, page: Page, message: dict[str, Any]) -> None:
         before, key_before = page.state, page.sitekey

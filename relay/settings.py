@@ -111,6 +111,7 @@ class Settings:
     upload_actions: str = ""  # "generateUploadUrl id,getSignedUrl id"; empty: the page finds them
     route_prefix: str = ""  # the OpenAI and pool routes under this path, e.g. "/arena"
     rate_limit: int = 0  # requests a minute per client (API key or address); 0: no limit
+    max_request_bytes: int = 48 * 1024 * 1024  # a larger request body is a 413
     mirror_limit: int = 2000  # client conversations remembered (least recently used first out)
     mirror_ttl: float = 7 * 86400.0  # and for how long after their last turn
     direct_mode: str = "auto"  # the mode of the Direct conversations the tool creates; auto: as the site's client

@@ -116,6 +116,7 @@ class Stack:
     proxy_port: int = 0
     api_port: int = 0
     bridge_script: Path = ROOT / "addons" / "bridge.py"  # another checkout's, to compare versions
+    extra_scripts: list[Path] = field(default_factory=list)  # loaded after the bridge (tests plant faults)
 
     @property
     def confdir(self) -> Path:
@@ -158,13 +159,15 @@ class Stack:
             **options,
         }
         mitmdump = Path(sys.executable).with_name("mitmdump")
-        argv = [str(mitmdump), "-s", str(self.bridge_script),
-                "--listen-host", "127.0.0.1", "-p", str(proxy_port),
-                "--allow-hosts", ARENA_HOSTS_RE,
-                "--map-remote", rf"|~d lmarena.ai|^https://lmarena\.ai/(?!__bridge/)|{self.sim_base}/",
-                "--map-remote", rf"|~d arena.ai & !~d lmarena.ai|^https://arena\.ai/(?!__bridge/)|"
-                                rf"http://127.0.0.1:{self.arena_port}/",
-                "--set", "dumper_filter=!(~u /__bridge/)"]
+        argv = [str(mitmdump), "-s", str(self.bridge_script)]
+        for script in self.extra_scripts:
+            argv += ["-s", str(script)]
+        argv += ["--listen-host", "127.0.0.1", "-p", str(proxy_port),
+                 "--allow-hosts", ARENA_HOSTS_RE,
+                 "--map-remote", rf"|~d lmarena.ai|^https://lmarena\.ai/(?!__bridge/)|{self.sim_base}/",
+                 "--map-remote", rf"|~d arena.ai & !~d lmarena.ai|^https://arena\.ai/(?!__bridge/)|"
+                                 rf"http://127.0.0.1:{self.arena_port}/",
+                 "--set", "dumper_filter=!(~u /__bridge/)"]
         for key, value in opts.items():
             argv += ["--set", f"{key}={value}"]
         return argv

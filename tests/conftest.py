@@ -38,11 +38,13 @@ def playwright_instance() -> Iterator[object]:
 
 @contextmanager
 def running_stack(
-    name: str, generation: str, cadence_ms: float = 15.0, **tool_options: object
+    name: str, generation: str, cadence_ms: float = 15.0, extra_scripts: tuple[Path, ...] = (),
+    **tool_options: object
 ) -> Iterator[Stack]:
     """Simulator and tool started; their logs kept as artifacts when done. `generation` is the simulator's
-    (`simulator.server.Generation`): each module says which site it tests."""
-    stack = make_stack(name, cadence_ms=cadence_ms, generation=generation)
+    (`simulator.server.Generation`): each module says which site it tests; `extra_scripts` are mitmproxy
+    scripts loaded after the tool's."""
+    stack = make_stack(name, cadence_ms=cadence_ms, generation=generation, extra_scripts=list(extra_scripts))
     stack.start_simulator()
     stack.start_tool(**tool_options)
     try:
