@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mitmproxy import ctx, exceptions
@@ -32,6 +33,7 @@ class ApiOptions:
         self.services = services
         self.canary = canary
         self.started = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def load(self, loader) -> None:
         loader.add_option("arena_tavern_mode", bool, False,
@@ -61,6 +63,10 @@ class ApiOptions:
                           choices=DIRECT_MODE_CHOICES)
         loader.add_option("arena_recaptcha_actions", str, f"{site.ACTION_SUBMIT},{site.ACTION_RETRY}",
                           "reCAPTCHA actions: for create and post, then for retry.")
+        loader.add_option("arena_premint_tokens", bool, False,
+                          "Keep a reCAPTCHA token minted ahead in each page for each kind of call, renewed before "
+                          "it expires: the fastest first token, but minting on a timer may lower the site's scores. "
+                          "Off: a token is minted when a request arrives.")
         loader.add_option("arena_strategy", str, "auto",
                           "How requests reach the site: auto (the canary chooses), retry, mirror, continue or "
                           "fresh.",
@@ -103,6 +109,14 @@ class ApiOptions:
             self.services.strategy.mode = parsed("arena_strategy", parse_choice, STRATEGY_CHOICES)
         if "arena_canary_interval" in updated:
             self.canary.interval = parsed("arena_canary_interval", parse_seconds)
+        if "arena_premint_tokens" in updated:
+            keep = 1 if ctx.options.arena_premint_tokens else 0
+            pages = self.services.pages
+            pages.keep_tokens = keep
+            if pages.pages:  # the connected pages are told now; others in their welcome
+                task = asyncio.get_running_loop().create_task(pages.set_keep_tokens(keep))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         if "arena_rate_limit" in updated:
             if ctx.options.arena_rate_limit < 0:
                 raise exceptions.OptionsError("arena_rate_limit: must not be negative")

@@ -181,10 +181,17 @@ class ApiServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            http="httptools",
             ws="wsproto",
             ws_ping_interval=None,  # the channel pings on its own; protocol pings only add log lines
+            # the channel's messages are small: compressing each one (in the API, again in the proxy, which
+            # must read them, and in the browser) cost CPU and a zlib state per side, close to 1 MiB a page
+            ws_per_message_deflate=False,
             timeout_graceful_shutdown=2,
         )
+        # mitmproxy's root logger takes DEBUG records: a library that logs every chunk at DEBUG would cost a
+        # log record per SSE event
+        logging.getLogger("sse_starlette").setLevel(logging.INFO)
         self.server = _EmbeddedServer(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         log.info("OpenAI-compatible API on http://%s:%s/v1", host, self.bound_port)

@@ -52,12 +52,15 @@
       var msg; try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.type === 'welcome') {
         window.__lmarenaBridge.connected = true;
+        keep = msg.keep | 0;
         // without a session the proxy cannot tell who this is: reconnect soon to pick up a new cookie
         // (not on a challenge page: the session can only come once the check is passed)
         if (msg.signedIn === false && pageState() === 'ready') setTimeout(function () { if (ws) ws.close(); }, 3000);
       }
       else if (msg.type === 'ping') { send({ type: 'pong', t: msg.t }); }
       else if (msg.type === 'job') { runJob(msg); }
+      else if (msg.type === 'mint') { mintAhead(msg); }
+      else if (msg.type === 'reserve') { keep = msg.keep | 0; topUp(); }
       else if (msg.type === 'abort') { abortJob(msg); }
     };
     ws.onclose = function () {
@@ -110,11 +113,16 @@
     var best = !script ? seen : (!seen ? script : (seen.at >= script.at ? seen : script));
     return best || { key: fallback, source: 'fallback' };
   }
+  var readyFor = null;
   async function mintToken(override, fallback, action) {
     var ok = await waitFor(function () { return window.grecaptcha && window.grecaptcha.enterprise; }, 10000);
     if (!ok) return { token: null, key: null, source: 'none', error: 'reCAPTCHA did not load in the page' };
     watchExecute();
-    await new Promise(function (resolve) { window.grecaptcha.enterprise.ready(resolve); });
+    var ent = window.grecaptcha.enterprise;
+    if (readyFor !== ent) {  // once per loaded reCAPTCHA (a reloaded one is waited for again)
+      await new Promise(function (resolve) { ent.ready(resolve); });
+      readyFor = ent;
+    }
     var chosen = currentKey(override, fallback);
     minting = true;
     try {
@@ -125,6 +133,38 @@
     } finally {
       minting = false;
     }
+  }
+  // Tokens a step ahead. The tool asks for one the moment a request arrives ('mint'), so the page mints
+  // while the tool reads the request, leases a conversation and writes the job; the job then takes it.
+  // With the premint setting on ('reserve', keep > 0) the page also keeps one ready for each kind of call
+  // it has made, minted again before it expires. A token lives 120 s: one older than 100 s is dropped.
+  var AHEAD_MAX = 2, AHEAD_FRESH_MS = 100000, ahead = {}, keep = 0, kept = {};
+  function aheadOf(action) {
+    var now = Date.now();
+    ahead[action] = (ahead[action] || []).filter(function (e) { return now - e.at < AHEAD_FRESH_MS; });
+    return ahead[action];
+  }
+  function mintAhead(msg) {
+    var list = aheadOf(msg.action);
+    if (list.length >= AHEAD_MAX) return;
+    var entry = { at: Date.now(), minted: mintToken(msg.sitekey, msg.fallbackSitekey, msg.action) };
+    list.push(entry);
+    entry.minted.then(function (m) {  // a failed mint is not kept: the job mints its own
+      if (!m.token) ahead[msg.action] = aheadOf(msg.action).filter(function (e) { return e !== entry; });
+    });
+  }
+  function topUp() {
+    Object.keys(kept).forEach(function (action) {
+      while (keep && aheadOf(action).length < Math.min(keep, AHEAD_MAX)) mintAhead(kept[action]);
+    });
+  }
+  setInterval(topUp, 20000);
+  async function takeToken(msg) {
+    var entry = msg.ahead ? aheadOf(msg.action).shift() : null;
+    var minted = entry ? await entry.minted : null;
+    if (!minted || !minted.token) return mintToken(msg.sitekey, msg.fallbackSitekey, msg.action);
+    minted.ahead = Date.now() - entry.at;  // how long before it was needed its minting began
+    return minted;
   }
   // The site's own upload flow (Next.js server actions): the action ids change with each deployment,
   // so they are read from the site's script chunks unless the tool was given them.
@@ -176,22 +216,29 @@
       if (msg.uploads && msg.uploads.length) body.__bridgeUploads = await uploadFiles(msg.uploads, msg.uploadActions);
       var minted = null;
       if (msg.action) {
-        minted = await mintToken(msg.sitekey, msg.fallbackSitekey, msg.action);
+        minted = await takeToken(msg);
         if (minted.token) body.recaptchaV3Token = minted.token;
         minted.sentAt = Date.now();
         delete minted.token;  // only how it was made goes to the tool, never the token
-        send({ type: 'job_token', job: msg.job, recaptcha: minted });
       }
       // redirect 'manual': a host that moved answers 3xx, and a re-sent POST must never turn into a GET
-      var res = await fetch(msg.url, { method: msg.method, body: JSON.stringify(body), credentials: 'include',
+      var sending = fetch(msg.url, { method: msg.method, body: JSON.stringify(body), credentials: 'include',
         redirect: 'manual', signal: ctrl.signal,
         headers: { 'Content-Type': 'text/plain;charset=UTF-8', 'X-Bridge-Job': msg.job } });
-      send({ type: 'job_status', job: msg.job, status: res.status, redirected: res.type === 'opaqueredirect' });
-      if (res.body) {
+      if (minted) {
+        kept[msg.action] = { action: msg.action, sitekey: msg.sitekey, fallbackSitekey: msg.fallbackSitekey };
+        topUp();
+      }
+      var res = await sending;
+      // one message when the page is done with the request (the proxy sees the answer itself, first-hand):
+      // its status, and how its token was made
+      var done = { type: 'job_done', job: msg.job, status: res.status, redirected: res.type === 'opaqueredirect' };
+      if (minted) done.recaptcha = minted;
+      if (res.body && res.ok) {
         var reader = res.body.getReader();
         while (!(await reader.read()).done) { /* the proxy reads the answer as it passes */ }
       }
-      send({ type: 'job_done', job: msg.job });
+      send(done);
     } catch (e) {
       send({ type: 'job_error', job: msg.job, message: String(e && e.message || e) });
     } finally {

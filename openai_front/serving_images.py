@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from openai_front.errors import APIError, InvalidRequest, ModelNotFound, UpstreamError
 from openai_front.protocol import ChatCompletionRequest, ChatMessage, ImageRequest
 from openai_front.serving_chat import ChatService
 from relay.services import Services
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ImageService:
@@ -37,6 +38,8 @@ class ImageService:
             raise failed.exceptions[0] from None
         urls = [task.result() for task in tasks]
         if request.response_format == "b64_json":
+            import httpx  # only here: a few MiB the tool's one process does not carry until it is used
+
             timeout = self.services.settings.image_fetch_timeout
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http:
                 data = [{"b64_json": await self._fetch(http, url)} for url in urls]
@@ -63,6 +66,8 @@ class ImageService:
 
     @staticmethod
     async def _fetch(http: httpx.AsyncClient, url: str) -> str:
+        import httpx
+
         try:
             response = await http.get(url)
             response.raise_for_status()

@@ -256,6 +256,13 @@ class SessionPool:
             if c.model == model and c.state != "retired" and c.owner is None and self.can_serve(c)
         )
 
+    def ready_now(self, model: str) -> bool:
+        """A request of `model` arriving now would lease a conversation at once."""
+        return not self.waiting(model) and any(
+            c.model == model and c.owner is None and c.session_id not in self._busy and self._usable(c)
+            for c in self._convs.values()
+        )
+
     def has_prospect(self, model: str) -> bool:
         """True when waiting can end: a conversation is usable or cooling, or one is being created."""
         return self.servable_count(model) > 0 or self.prospects(model) > 0

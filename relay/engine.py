@@ -27,6 +27,7 @@ from relay.requestlog import RequestRecord
 from relay.services import Services
 from relay.settings import STRATEGY_CALL, Strategy
 from relay.slots import ModelSlots
+from relay.tokens import TokensAhead
 from sites import lmarena as site
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class ReplayEngine:
         # requests of a model at the site at once, where they do not each hold a pooled conversation
         # (mirroring) and the conversations the tool creates in the background
         self.slots = ModelSlots(lambda: services.settings.sessions_per_model)
+        self.tokens = TokensAhead(services, self.slots.free_now)
 
     # ------------------------------------------------------------------ start
 
@@ -115,6 +117,7 @@ class ReplayEngine:
         if strategy is None:
             await self.services.strategy.wait_for_first_verdict(self.services.settings.queue_timeout)
             strategy = self.services.strategy.current
+        await self.tokens.on_arrival(model, strategy)
         if strategy == Strategy.MIRROR and self.mirror is not None:
             return await self.mirror.start(model, turns, record, prompt_tokens, adopt)  # type: ignore[no-any-return]
         deadline = time.monotonic() + self.services.settings.queue_timeout
@@ -243,6 +246,7 @@ class ReplayEngine:
         pages = self.services.pages
         for attempt in range(2):
             job = make()
+            job.fresh_token = attempt > 0  # after a refusal, a token minted for this try only
             page = pages.page_for(identity, direct)
             try:
                 first = await self._dispatch(job, page)
@@ -403,7 +407,7 @@ class ReplayEngine:
             conv.retry_message_id() if conv else None, settings.recaptcha_actions,
         )
         message: dict[str, Any] = {"type": "job", "job": job.id, "body": {}, "method": request.method,
-                                   "url": request.path, "action": request.action,
+                                   "url": request.path, "action": request.action, "ahead": not job.fresh_token,
                                    "sitekey": settings.recaptcha_sitekey, "fallbackSitekey": site.RECAPTCHA_SITE_KEY}
         if settings.upload_files:
             uploads = site.upload_payload(job.turns)
@@ -413,11 +417,11 @@ class ReplayEngine:
         return message
 
     async def next_item(self, job: Job) -> JobItem:
-        timeout = self.services.settings.upstream_timeout
-        try:
-            return await asyncio.wait_for(job.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return JobFailed(f"no answer line within {timeout:.0f} s", 504, ToolFailure.TIMEOUT, source="tool")
+        """The job's next item; a job silent for `upstream_timeout` seconds fails with a timeout."""
+        if not job.queue.empty():  # lines that came together: no wait
+            return job.queue.get_nowait()
+        job.watch_silence(self.services.settings.upstream_timeout)
+        return await job.queue.get()
 
     def on_page_message(self, page: Page, message: dict[str, Any]) -> str | None:
         """What a page says about its jobs; the proxy sees the status itself, first-hand. Returns what was
@@ -433,9 +437,9 @@ class ReplayEngine:
         job = jobs.get(job_id)
         if job is None or job.page_id != page.id:
             return None if jobs.ended_on(job_id, page.id) else "a job this page was not given"
-        if kind == "job_token" and isinstance(message.get("recaptcha"), dict):
+        if isinstance(message.get("recaptcha"), dict):  # job_done (job_token from older page scripts)
             job.token_report = {k: v for k, v in message["recaptcha"].items() if k != "token"}
-        elif kind == "job_error":
+        if kind == "job_error":
             job.fail(f"the page could not send the request: {str(message.get('message', ''))[:300]}", 502,
                      ToolFailure.PAGE_ERROR, "page")
         elif kind == "job_done" and not job.ended:

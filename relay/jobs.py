@@ -65,18 +65,46 @@ class Job:
     owner: str | None = None  # create: the client conversation the new conversation belongs to (mirroring)
     greeting: bool = False  # create: the prefill's greeting, so the new conversation may be adopted later
     keep_body: bool = False  # send the page's own body (a token-only retry: the site's own regenerate)
+    fresh_token: bool = False  # the page must mint a token for this job, not take one minted ahead
     created: float = field(default_factory=time.time)
     page_id: str | None = None
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)
     ended: bool = False
     flow_seen: bool = False  # the proxy saw the page's request for this job
+    last_item_at: float = field(default_factory=time.monotonic)  # when the last item came (the silence watch)
+    _watch: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def push(self, item: JobItem) -> None:
         if self.ended:
             return
+        self.last_item_at = time.monotonic()
         if isinstance(item, (JobDone, JobFailed)):
             self.ended = True
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
         self.queue.put_nowait(item)
+
+    def watch_silence(self, timeout: float) -> None:
+        """Fail the job once `timeout` seconds pass without an item. One timer per job, re-armed only
+        when it fires: waiting for each answer line costs no timer of its own."""
+        if self._watch is not None or self.ended:
+            return
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            self._watch = None
+            if self.ended:
+                return
+            quiet = time.monotonic() - self.last_item_at
+            if quiet >= timeout:  # the reader gives up; the answer has not ended (the engine stops it)
+                self.queue.put_nowait(JobFailed(f"no answer line within {timeout:.0f} s", 504, ToolFailure.TIMEOUT,
+                                                source="tool"))
+            else:
+                self._watch = loop.call_later(timeout - quiet, check)
+
+        self.last_item_at = time.monotonic()
+        self._watch = loop.call_later(timeout, check)
 
     def fail(self, message: str, status: int = 502, kind: FailureKind = ToolFailure.TOOL_ERROR,
              source: str = "tool") -> None:

@@ -147,7 +147,7 @@ class PageHub:
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret or secrets.token_urlsafe(32)
         self.pages: dict[str, Page] = {}
-        # called with (page, message) for job messages, and with (page, None) when a page leaves
+        self.keep_tokens = 0  # tokens each page keeps minted ahead per kind of call (arena_premint_tokens)
         # what a page says about a job; returns what was wrong with it, if it is dropped
         self.on_job_message: Callable[[Page, dict[str, Any]], str | None] = lambda page, msg: None
         self.on_page_change: Callable[[], None] = lambda: None
@@ -230,6 +230,16 @@ class PageHub:
     def counts(self) -> dict[str, int]:
         return {"connected": len(self.pages), "ready": len(self.ready_pages())}
 
+    async def set_keep_tokens(self, keep: int) -> None:
+        """Tell every page how many tokens to keep minted ahead (0: none, only on a request's arrival)."""
+        self.keep_tokens = keep
+        for page in list(self.pages.values()):
+            if page.ws is not None:
+                try:
+                    await page.send({"type": "reserve", "keep": keep})
+                except Exception:  # a page going away as we speak: it gets the value in its next welcome
+                    pass
+
     async def serve(self, ws: WebSocket) -> None:
         """One page's channel, from its hello to its last message."""
         await ws.accept()
@@ -237,7 +247,8 @@ class PageHub:
         if page is None:
             return
         await self._admit(page)
-        await page.send({"type": "welcome", "page": page.id, "signedIn": page.identity is not None})
+        await page.send({"type": "welcome", "page": page.id, "signedIn": page.identity is not None,
+                         "keep": self.keep_tokens})
         pinger = asyncio.create_task(self._ping(page))
         try:
             await self._receive(page, ws)

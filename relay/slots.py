@@ -33,6 +33,10 @@ class ModelSlots:
     def waiting(self, model: str) -> int:
         return sum(1 for f in self._waiters.get(model, ()) if not f.done())
 
+    def free_now(self, model: str) -> bool:
+        """A request of `model` arriving now would get a slot at once."""
+        return not self.waiting(model) and self.held(model) < max(1, self.capacity())
+
     async def acquire(self, model: str, timeout: float) -> Slot:
         queue = self._waiters.setdefault(model, deque())
         if not any(not f.done() for f in queue) and self.held(model) < max(1, self.capacity()):

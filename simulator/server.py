@@ -16,6 +16,7 @@ Run it alone:  python -m simulator --port 18080 [--generation retry-honoured|his
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import html
@@ -158,8 +159,12 @@ class Simulator:
         self.uploads: dict[str, tuple[str, bytes] | None] = {}  # R2 stand-in: key -> (type, bytes)
         self.v2_solved: set[str] = set()
         self.page_loads = 0
+        self.minted = 0
+        self.spent = 0
         self.stops: list[dict[str, Any]] = []  # the Stop calls received
         self.stream_hits: list[dict[str, Any]] = []  # every stream call: host, method, path, answered with what
+        # every answer sent whole: its session, chunks, and the time from its first chunk to its last (ms)
+        self.deliveries: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self._stopping: set[str] = set()  # sessions whose answer is to stop now
 
     # ------------------------------------------------------------------ app
@@ -186,6 +191,7 @@ class Simulator:
             Route("/__sim/sign-in", self.sign_in, methods=["POST"]),
             Route("/__sim/stops", self.get_stops),
             Route("/__sim/stream-hits", self.get_stream_hits),
+            Route("/__sim/deliveries", self.get_deliveries),
             Route("/__sim/sessions/{sid}", self.get_session),
         ]
         for prefix in site.STREAM_PREFIXES:
@@ -308,6 +314,7 @@ class Simulator:
     async def mint_token(self, request: Request) -> Response:
         data = await request.json()
         token = "sim-" + secrets.token_urlsafe(24)
+        self.minted += 1
         self.tokens[token] = (str(data.get("action", "")), time.time() + RECAPTCHA_TTL, str(data.get("sitekey", "")))
         return JSONResponse({"token": token})
 
@@ -318,6 +325,7 @@ class Simulator:
             return True
         token = body.get("recaptchaV3Token")
         entry = self.tokens.pop(token, None) if isinstance(token, str) else None
+        self.spent += entry is not None
         return bool(entry and entry[0] == action and entry[1] > time.time() and entry[2] == self.config.sitekey)
 
     # ------------------------------------------------------------------ test hooks
@@ -351,6 +359,9 @@ class Simulator:
     async def get_stream_hits(self, request: Request) -> Response:
         return JSONResponse(self.stream_hits)
 
+    async def get_deliveries(self, request: Request) -> Response:
+        return JSONResponse(list(self.deliveries))
+
     async def get_session(self, request: Request) -> Response:
         """What the site holds of a conversation: its messages (role, content, side), in order."""
         session = self.sessions.get(request.path_params["sid"])
@@ -377,6 +388,8 @@ class Simulator:
                 "active_by_model": self.active_by_model,
                 "sessions": len(self.sessions),
                 "page_loads": self.page_loads,
+                "tokens_minted": self.minted,  # reCAPTCHA tokens minted, and spent on a stream call
+                "tokens_spent": self.spent,
             }
         )
 
@@ -667,10 +680,15 @@ class Simulator:
         self.max_by_session[sid] = max(self.max_by_session.get(sid, 0), self.active_by_session[sid])
         self._stopping.discard(sid)
         try:
-            for chunk in split_chunks(lines):
+            chunks = split_chunks(lines)
+            started = time.perf_counter()
+            for index, chunk in enumerate(chunks):
                 if sid in self._stopping:
                     return  # stopped: the site ends the answer where it is
-                yield chunk
+                yield chunk  # resumed once the server has handed the chunk to the connection
+                if index == len(chunks) - 1:
+                    self.deliveries.append({"session": sid, "chunks": len(chunks),
+                                            "ms": (time.perf_counter() - started) * 1000})
                 await asyncio.sleep(self.config.cadence_ms / 1000)
             if broken:
                 raise ConnectionResetError("simulated stream cut")

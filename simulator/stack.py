@@ -188,6 +188,18 @@ class Stack:
         self.proxy_port = int(self.tool.wait_for(r"proxy listening at .*:(\d+)").group(1))
         self.api_port = int(self.tool.wait_for(r"OpenAI-compatible API on http://[^:]+:(\d+)").group(1))
 
+    def start_plain_proxy(self) -> None:
+        """mitmdump alone, as the tool runs it but without the tool's script: what proxying costs by itself
+        (for benchmarks). The browser setup is the same (the same CA, hosts and mapping)."""
+        argv = self.tool_argv()
+        script = argv.index(str(self.bridge_script))
+        del argv[script - 1 : script + 1]
+        for option in [a for a in argv if a.startswith("arena_")]:
+            at = argv.index(option)
+            del argv[at - 1 : at + 1]
+        self.tool = _Proc("plain", argv)
+        self.proxy_port = int(self.tool.wait_for(r"proxy listening at .*:(\d+)").group(1))
+
     def stop_tool(self) -> None:
         if self.tool is not None:
             self.tool.stop()

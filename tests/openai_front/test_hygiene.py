@@ -209,3 +209,4 @@ def test_any_text_reaches_the_page_as_utf8_with_lone_surrogates_repaired(runner,
         all_back(services)
 
     runner.run(one())
+

@@ -1,11 +1,14 @@
-"""Answer shaping on the real samples: reasoning, citations, images, battle sides."""
+"""Answer shaping on the real samples: reasoning, citations, images, battle sides; chunks' JSON."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from openai_front.serving_chat import Answer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from openai_front.serving_chat import Answer, ChunkJSON
 from relay.settings import Settings
 from sites import lmarena as site
 
@@ -67,3 +70,11 @@ def test_battle_answer_keeps_to_its_side():
     for event in events:
         b.feed(event)
     assert b.content() == "hello" and b.finish == "stop"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["role", "content", "reasoning_content"]), st.text() | st.none()),
+       st.sampled_from([None, "stop", "length", "content_filter"]), st.text())
+def test_a_chunk_encoded_from_its_shared_part_is_the_chunk(delta, finish, model):
+    chunks = ChunkJSON({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model})
+    assert json.loads(chunks.delta(delta, finish)) == chunks.chunk(delta, finish)

@@ -50,7 +50,7 @@ def test_garbage_from_a_page_is_dropped_and_the_channel_keeps_serving(client, ca
                    json.dumps({"type": "state", "state": "hacked"}),
                    json.dumps({"type": "job_done", "job": 12345}),
                    json.dumps({"type": "job_error", "job": "no-such-job", "message": "x"}),
-                   json.dumps({"type": "job_token", "job": "no-such-job", "recaptcha": "not a dict"}),
+                   json.dumps({"type": "job_done", "job": "no-such-job", "recaptcha": "not a dict"}),
                    json.dumps({"type": "surprise"}), "\ud800"]
         for text in garbage * 2:
             ws.send_text(text)
