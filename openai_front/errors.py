@@ -108,6 +108,7 @@ _FROM_CORE: list[tuple[type[core.RelayError], type[APIError]]] = [
     (core.UpstreamTimedOut, UpstreamTimeout),
     (core.UpstreamFailed, UpstreamError),
     (core.ToolBroke, InternalError),
+    (core.OutputInvalid, UpstreamError),
 ]
 
 

@@ -11,13 +11,15 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-from openai_front.errors import APIError, InvalidRequest, ModelNotFound, from_core
-from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, to_turns
-from relay.engine import Replay, ReplayEngine, estimate_tokens
+from openai_front.errors import InvalidRequest, ModelNotFound, from_core
+from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, output_spec, to_turns
+from relay.engine import Replay, ReplayEngine, image_markdown
 from relay.errors import RelayError
 from relay.failures import failure_error
 from relay.jobs import JobFailed
 from relay.models import ModelInfo
+from relay.output import OutputSpec, ToolCall, estimate_tokens, with_instructions
+from relay.reading import AnswerReader, Part
 from relay.requestlog import RequestRecord
 from relay.services import Services
 from relay.settings import Settings, Strategy
@@ -30,7 +32,9 @@ class ChatService:
         self.services = services
         self.engine = engine
 
-    def validate(self, request: ChatCompletionRequest) -> tuple[ModelInfo, list[site.ChatTurn]]:
+    def validate(self, request: ChatCompletionRequest) -> tuple[ModelInfo, list[site.ChatTurn], OutputSpec]:
+        """The model, the turns the site is sent (with the instructions tools and JSON need), and what the
+        client asks of the answer."""
         settings = self.services.settings
         model = self.services.models.resolve(request.model)
         if model is None:
@@ -39,23 +43,32 @@ class ChatService:
             raise InvalidRequest("n > 1 is not supported for chat completions; send n requests", param="n")
         if request.stream_options is not None and not request.stream:
             raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
+        spec = output_spec(request)
+        if (spec.calls_tools or spec.json) and model.modality == "image":
+            raise InvalidRequest(f"The image model {model.name!r} takes no tools and makes no JSON", param="model")
         turns = to_turns(request.messages, MAX_UPLOAD_BYTES if settings.upload_files else MAX_INLINE_BYTES)
         if any(t.attachments for t in turns) and not model.capabilities["image_input"]:
             raise InvalidRequest(f"The model {model.name!r} does not accept images or files", param="messages")
-        return model, shape(turns, model.modality, settings.tavern_mode, settings.bypass_mode)
+        return model, with_instructions(shape(turns, model.modality, settings.tavern_mode, settings.bypass_mode),
+                                        spec), spec
 
     async def start(
         self, request: ChatCompletionRequest, record: RequestRecord, strategy: Strategy | None = None
     ) -> Replay:
         """Everything up to the first answer line. Errors raised here are real HTTP statuses."""
-        model, turns = self.validate(request)
+        model, turns, spec = self.validate(request)
         try:
-            return await self.engine.start(model, turns, record, strategy)
+            replay = await self.engine.start(model, turns, record, strategy)
         except RelayError as e:
             raise from_core(e) from None
+        replay.turns, replay.spec = turns, spec
+        return replay
 
     def abandon(self, replay: Replay) -> None:
         self.engine.abandon(replay)
+
+    def _answer(self, replay: Replay) -> Answer:
+        return Answer(self.services.settings, AnswerReader(self.engine, replay, replay.spec or OutputSpec()))
 
     async def stream(self, replay: Replay, include_usage: bool) -> AsyncIterator[bytes]:
         """OpenAI chunks (each as its JSON text), then an in-band error if the answer broke mid-way."""
@@ -63,21 +76,17 @@ class ChatService:
         chunks = ChunkJSON({"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion.chunk",
                             "created": int(time.time()), "model": replay.model.name})
         yield chunks.delta({"role": "assistant", "content": ""})
-        answer = Answer(self.services.settings, replay.side)
-        async for item in self.engine.items(replay):
-            if isinstance(item, site.StreamEvent):
-                for delta in answer.feed(item):
-                    if record.first_token_at is None:
-                        record.first_token_at = time.time()
-                    yield chunks.delta(delta)
-            failed = _failure(item, answer)
-            if failed is not None:
-                record.close(failed.status, failed.message, _source(item))
+        answer = self._answer(replay)
+        async for delta in answer.deltas():
+            if isinstance(delta, JobFailed):
+                failed = from_core(failure_error(delta))
+                record.close(failed.status, failed.message, delta.source)
                 yield to_json(failed.body())
                 return
-        for delta in answer.close():
+            if record.first_token_at is None:
+                record.first_token_at = time.time()
             yield chunks.delta(delta)
-        last = chunks.chunk({}, answer.finish)
+        last = chunks.chunk({}, answer.finish_reason())
         if answer.sources:
             last["citations"] = answer.sources
         yield to_json(last)
@@ -87,16 +96,18 @@ class ChatService:
 
     async def complete(self, replay: Replay) -> dict[str, Any]:
         record = replay.record
-        answer = Answer(self.services.settings, replay.side)
-        async for item in self.engine.items(replay):
-            if isinstance(item, site.StreamEvent) and answer.feed(item) and record.first_token_at is None:
-                record.first_token_at = time.time()
-            failed = _failure(item, answer)
-            if failed is not None:
-                record.close(failed.status, failed.message, _source(item))
+        answer = self._answer(replay)
+        async for delta in answer.deltas():
+            if isinstance(delta, JobFailed):
+                failed = from_core(failure_error(delta))
+                record.close(failed.status, failed.message, delta.source)
                 raise failed
-        answer.close()
-        message: dict[str, Any] = {"role": "assistant", "content": answer.content()}
+            if record.first_token_at is None:
+                record.first_token_at = time.time()
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content() or (None if answer.calls
+                                                                                         else "")}
+        if answer.calls:
+            message["tool_calls"] = [_call(call) for call in answer.calls]
         if answer.reasoning():
             message["reasoning_content"] = answer.reasoning()
         if answer.images:
@@ -107,7 +118,7 @@ class ChatService:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": replay.model.name,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason()}],
             "usage": _usage(replay, answer),
         }
         if answer.sources:
@@ -115,15 +126,10 @@ class ChatService:
         return result
 
 
-def _failure(item: Any, answer: Answer) -> APIError | None:
-    """The client's error when the answer failed (a failed job, or an error line in the answer: the
-    model's provider's or the site's own, moderation among them)."""
-    if isinstance(item, JobFailed):
-        return from_core(failure_error(item))
-    if answer.error is not None:
-        kind = site.stream_error_kind(answer.error)
-        return from_core(failure_error(JobFailed(f"the answer failed: {answer.error}", 502, kind)))
-    return None
+def _call(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": call.id, "type": "function",
+                           "function": {"name": call.name, "arguments": call.arguments_json()}}
+    return out if index is None else {"index": index, **out}
 
 
 def to_json(value: Any) -> bytes:
@@ -148,98 +154,88 @@ class ChunkJSON:
                          to_json(finish), b"}]}"))
 
 
-def _source(item: Any) -> str:
-    return item.source if isinstance(item, JobFailed) else "upstream"
-
-
 def _usage(replay: Replay, answer: Answer) -> dict[str, int]:
     """The site's own token counts when its finish line has them; estimates otherwise."""
     prompt, completion = replay.prompt_tokens, estimate_tokens(answer.text())
-    if answer.usage is not None:
-        prompt, completion = answer.usage["prompt_tokens"], answer.usage["completion_tokens"]
+    if answer.reader.usage is not None:
+        prompt, completion = answer.reader.usage["prompt_tokens"], answer.reader.usage["completion_tokens"]
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 class Answer:
-    """One participant's answer lines → OpenAI deltas, shaped by the settings.
+    """An answer's parts (relay/reading.py) → OpenAI deltas, shaped by the settings.
 
     Reasoning goes to `reasoning_content` (or inline as <think>...</think>), images become Markdown
-    images as soon as their line arrives, a search answer's sources are collected and, when enabled,
-    appended as a Markdown list at the end.
+    images as soon as their line arrives, tool calls become `tool_calls` deltas, a search answer's sources
+    are collected and, when enabled, appended as a Markdown list at the end.
     """
 
-    def __init__(self, settings: Settings, side: str) -> None:
+    def __init__(self, settings: Settings, reader: AnswerReader) -> None:
         self.settings = settings
-        self.side = side
-        self.deltas: list[dict[str, str]] = []
+        self.reader = reader
+        self.shown: list[dict[str, Any]] = []
         self.images: list[str] = []
-        self.sources: list[dict[str, Any]] = []
-        self.finish = "stop"
-        self.error: str | None = None
-        self.usage: dict[str, int] | None = None  # the site's own counts, when its finish line has them
         self._thinking = False
 
-    def feed(self, event: site.StreamEvent) -> list[dict[str, str]]:
-        if event.side != self.side:
-            return []
-        out: list[dict[str, str]] = []
-        if event.kind == "reasoning" and event.text:
+    @property
+    def calls(self) -> list[ToolCall]:
+        return self.reader.calls
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return self.reader.sources
+
+    def finish_reason(self) -> str:
+        return self.reader.finish_reason()
+
+    async def deltas(self) -> AsyncIterator[dict[str, Any] | JobFailed]:
+        async for part in self.reader.parts():
+            if isinstance(part, JobFailed):
+                yield part
+                return
+            for delta in self._delta(part):
+                self.shown.append(delta)
+                yield delta
+        for delta in self._close():
+            self.shown.append(delta)
+            yield delta
+
+    def _delta(self, part: Part) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if part.kind == "reasoning":
             if not self.settings.reasoning_as_think:
-                out.append({"reasoning_content": event.text})
-            elif not self._thinking:
+                return [{"reasoning_content": part.text}]
+            if not self._thinking:
                 self._thinking = True
-                out.append({"content": "<think>" + event.text})
-            else:
-                out.append({"content": event.text})
-        elif event.kind in ("text", "image") and event.text:
-            if self._thinking:
-                self._thinking = False
-                out.append({"content": "</think>\n\n"})
-            if event.kind == "image":
-                self.images.append(event.text)
-                out.append({"content": f"![image]({event.text})"})
-            else:
-                out.append({"content": event.text})
-        elif event.kind == "citation":
-            self._cite(event.data)
-        elif event.kind == "finish":
-            self.finish = site.openai_finish_reason(event.text)
-            self.usage = site.usage_of(event)
-        elif event.kind == "error":
-            self.error = event.text
-        self.deltas.extend(out)
+                return [{"content": "<think>" + part.text}]
+            return [{"content": part.text}]
+        if self._thinking:
+            self._thinking = False
+            out.append({"content": "</think>\n\n"})
+        if part.kind == "image":
+            self.images.append(part.text)
+            out.append({"content": image_markdown(part.text)})
+        elif part.kind == "call" and part.call is not None:
+            out.append({"tool_calls": [_call(part.call, self.calls.index(part.call))]})
+        else:
+            out.append({"content": part.text})
         return out
 
-    def _cite(self, data: Any) -> None:
-        # the site sends each source as it is cited, and the whole list at the end
-        for source in data if isinstance(data, list) else [data]:
-            if not isinstance(source, dict) or not source.get("url"):
-                continue
-            entry = {"url": source["url"], "title": source.get("title") or source["url"]}
-            for known in self.sources:
-                if known["url"] == entry["url"]:
-                    if source.get("title"):
-                        known["title"] = source["title"]
-                    break
-            else:
-                self.sources.append(entry)
-
-    def close(self) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
+    def _close(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         if self._thinking:
             self._thinking = False
             out.append({"content": "</think>\n\n"})
         if self.sources and self.settings.citations:
             lines = "\n".join(f"{i}. [{s['title']}]({s['url']})" for i, s in enumerate(self.sources, 1))
             out.append({"content": f"\n\nSources:\n{lines}"})
-        self.deltas.extend(out)
         return out
 
     def content(self) -> str:
-        return "".join(d.get("content", "") for d in self.deltas)
+        return "".join(d.get("content", "") for d in self.shown)
 
     def reasoning(self) -> str:
-        return "".join(d.get("reasoning_content", "") for d in self.deltas)
+        return "".join(d.get("reasoning_content", "") for d in self.shown)
 
     def text(self) -> str:
-        return self.content() + self.reasoning()
+        return self.content() + self.reasoning() + "".join(c.arguments_json() for c in self.calls)

@@ -206,14 +206,25 @@ class SessionPool:
     # ------------------------------------------------------------------ targets
 
     def targets(self) -> set[str]:
-        """Models the tool keeps at their target number of conversations (prefilled ones)."""
+        """Models the tool keeps at their target number of conversations: the ones the user asked for (a
+        prefill, or /api/targets), never one only because a request used it."""
         return set(self._targets)
 
     def add_target(self, model: str) -> None:
         if model not in self._targets:
             self._targets.add(model)
-            if self._store is not None:
-                self._store.save_targets(sorted(self._targets))
+            self._save_targets()
+
+    def remove_target(self, model: str) -> bool:
+        if model not in self._targets:
+            return False
+        self._targets.discard(model)
+        self._save_targets()
+        return True
+
+    def _save_targets(self) -> None:
+        if self._store is not None:
+            self._store.save_targets(sorted(self._targets))
 
     def cool_down(self, session_id: str, seconds: float) -> None:
         conv = self._convs.get(session_id)

@@ -14,13 +14,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, Callable
 
 from pool_store.pool import Conversation, Lease, NoConversation, PoolTimeout
 from relay.errors import RateLimited, Unavailable
 from relay.failures import FAILOVER_KINDS, failure_error
 from relay.jobs import Job, JobDone, JobFailed, JobItem, ToolFailure
 from relay.models import ModelInfo
+from relay.output import OutputSpec, estimate_tokens
 from relay.pages import Page, advice
 from relay.recaptcha import diagnose
 from relay.requestlog import RequestRecord
@@ -42,13 +43,6 @@ PAGE_DONE_GRACE = 3.0
 BATTLE_GUARD = 0.5
 
 
-def estimate_tokens(text: str) -> int:
-    """Rough count for `usage` when the site gives none: one token per CJK character,
-    one per four other characters."""
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
-    return cjk + (len(text) - cjk + 3) // 4
-
-
 @dataclass
 class Replay:
     """One request in flight: its lease (none for a new conversation), its job, and the answer's items
@@ -63,6 +57,9 @@ class Replay:
     owner: str | None = None  # the client conversation it serves (mirroring)
     text: str = ""  # the replayed side's answer as read so far: its text, its images as Markdown
     on_end: Callable[[bool], None] | None = None  # told once, when the request is over (ok or not)
+    turns: list[site.ChatTurn] = field(default_factory=list)  # what the site was sent (set by the caller)
+    spec: OutputSpec | None = None  # what the client asks of the answer (set by the caller)
+    stopped: bool = False  # the client's limits were reached: the answer was stopped, and that is fine
 
     @property
     def side(self) -> str:
@@ -349,7 +346,7 @@ class ReplayEngine:
         """lmarena-proxy-server's way: a new conversation that carries the request, then joins the pool."""
         record.strategy = str(Strategy.FRESH)
         record.leased_at = time.time()
-        self.services.pool.add_target(model.name)
+        # not a target: the pool keeps a model stocked only when the user asked for it (prefill, /api/targets)
         job, first = await self.create_job(model, turns)
         record.conversation = job.session_id
         head, failed = await self._head(job, first, None)
@@ -487,12 +484,17 @@ class ReplayEngine:
             self.services.pool.mark_used(lease.conversation.session_id, ok)
             self.services.pool.release(lease)
 
+    def stop_early(self, replay: Replay) -> None:
+        """The client has all it wants (a stop string, its token budget): end the answer here. Reading
+        stops; the page aborts the request and presses the site's Stop; the conversation is fine."""
+        replay.stopped = True
+
     def abandon(self, replay: Replay) -> None:
         """The client left before reading anything."""
         self._finish(replay.lease, replay.job, ok=False)
         replay.end(False)
 
-    async def items(self, replay: Replay) -> AsyncIterator[JobItem]:
+    async def items(self, replay: Replay) -> AsyncGenerator[JobItem, None]:
         """The answer's items from the first on; always gives the lease back."""
         ok = False
         try:
@@ -510,6 +512,7 @@ class ReplayEngine:
                 if isinstance(item, JobFailed):
                     return
         finally:
+            ok = ok or replay.stopped
             self._finish(replay.lease, replay.job, ok)
             replay.end(ok)
 

@@ -42,6 +42,12 @@ class UpstreamFailed(RelayError):
     """The site, the page or the proxy failed the request."""
 
 
+class OutputInvalid(RelayError):
+    """The model's answer is not in the format the client asked for (JSON, a schema), also after one retry."""
+
+    code = "invalid_output"
+
+
 class ToolBroke(RelayError):
     """A bug of the tool's own stopped the request (before anything reached the site, if it was the proxy)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from relay.errors import (
     ContentFiltered,
+    OutputInvalid,
     PromptRefused,
     RateLimited,
     RelayError,
@@ -49,6 +50,8 @@ def failure_error(item: JobFailed) -> RelayError:
                               code="clock_off")
     if item.kind in (Kind.CHALLENGE, ToolFailure.PAGE_GONE):
         return Unavailable(message, retry_after=item.retry_after or 30)
+    if item.kind == ToolFailure.OUTPUT_INVALID:
+        return OutputInvalid(message)
     if item.kind == ToolFailure.TOOL_ERROR:
         return ToolBroke(message)
     if item.kind == ToolFailure.TIMEOUT:

@@ -26,6 +26,7 @@ class ToolFailure(StrEnum):
     PROXY_MISSED = "proxy_missed"  # the page's request never passed through the proxy
     TIMEOUT = "timeout"  # no answer line in time
     TOOL_ERROR = "tool_error"  # a bug of the tool's own
+    OUTPUT_INVALID = "output_invalid"  # the model's answer is not the JSON asked for, also after one retry
 
 
 FailureKind = Union[site.FailureKind, ToolFailure]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 import zlib
+from typing import Any
 
 
 def words(text: str) -> list[str]:
@@ -59,7 +61,7 @@ def answer_for(
     last_user = next((c for r, c in reversed(history) if r == "user" and c.strip()), "")
     summary = last_user if len(last_user) <= 200 else last_user[:200] + "…"
     d = digest(history)
-    text = f"[{model}] You said: {summary} — 回答 ✓ (turns={len(history)}, digest={d})"
+    text = structured_answer(history) or f"[{model}] You said: {summary} — 回答 ✓ (turns={len(history)}, digest={d})"
     reasoning: list[str] = []
     if "thinking" in model or "reason" in model:
         reasoning = ["", "Thinking ", "about ", "it… 🤔"]
@@ -129,3 +131,94 @@ def uuid7_time(value: str) -> float | None:
         return int(hexits[:12], 16) / 1000
     except ValueError:
         return None
+
+
+# ------------------------------------------------------------------------------------ tools and JSON
+
+_TOOL_LINE = re.compile(r"^- ([A-Za-z0-9_-]+): .*\n  arguments schema: (.*)$", re.M)
+_CALL_FORMAT = re.compile(r"^(<[a-z_]+>)\{.*\}(</[a-z_]+>)$", re.M)
+
+
+def structured_answer(history: list[tuple[str, str]]) -> str | None:
+    """What a model that follows the tool and JSON instructions in the system turn answers, decided by the
+    conversation alone: a tool call when it must call one, or when the last message names a tool (its name,
+    or a word of it longer than three letters: "weather" for get_weather); a sentence about a tool's result;
+    a JSON value made from the asked schema."""
+    system = "\n".join(c for r, c in history if r == "system")
+    last = history[-1][1] if history else ""
+    calls = _tool_calls(system, last)
+    if calls is not None:
+        return calls
+    if last.startswith("[Tool result of "):
+        label, _, result = last.partition("\n")
+        return f"The tool {label[len('[Tool result of '):].split(' ')[0].rstrip(']')} answered: {result}"
+    if "# Answer format" in system:
+        schema_text = system.split("matches this JSON Schema:\n", 1)
+        if len(schema_text) == 2:
+            return json.dumps(instance(json.loads(schema_text[1].split("\n", 1)[0]), last))
+        return json.dumps({"answer": last[:200]})
+    return None
+
+
+def _tool_calls(system: str, last: str) -> str | None:
+    fmt = _CALL_FORMAT.search(system)
+    tools = {name: json.loads(schema) for name, schema in _TOOL_LINE.findall(system)}
+    if fmt is None or not tools or last.startswith("[Tool result of "):
+        return None
+    forced = re.search(r"You must call the tool '([^']+)'", system)
+    if forced:
+        chosen = [forced.group(1)]
+    else:
+        lowered = last.lower()
+        chosen = [n for n in tools if n.lower() in lowered
+                  or any(len(w) > 3 and w in lowered for w in re.split(r"[_-]", n.lower()))]
+        if not chosen and "You must call at least one tool" in system:
+            chosen = [next(iter(tools))]
+    if "Call at most one tool" in system:
+        chosen = chosen[:1]
+    if not chosen:
+        return None
+    return "".join(fmt.group(1) + json.dumps({"name": n, "arguments": instance(tools.get(n, {}), last)})
+                   + fmt.group(2) for n in chosen)
+
+
+def instance(schema: Any, text: str, name: str = "", root: Any = None) -> Any:
+    """A value that matches `schema`, made from `text` deterministically: `name=value` in the text for a
+    property of that name, else its last capitalised word for strings, its first number for numbers."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        return None
+    if isinstance(schema.get("$ref"), str):
+        target: Any = root
+        for part in [p for p in schema["$ref"].lstrip("#").split("/") if p]:
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return instance(target, text, name, root)
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(key) or [] if not (isinstance(o, dict) and o.get("type") == "null")]
+        if options:
+            return instance(options[0], text, name, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object":
+        props = schema.get("properties") or {}
+        wanted = schema.get("required") or list(props)
+        return {key: instance(props.get(key, {}), text, key, root) for key in wanted}
+    if kind == "array":
+        return [instance(schema.get("items", {}), text, name, root) for _ in range(max(1, schema.get("minItems", 1)))]
+    if kind in ("integer", "number"):
+        found = re.search(r"-?\d+", text)
+        value = int(found.group()) if found else 1
+        return max(value, schema.get("minimum", value))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    given = re.search(rf"\b{re.escape(name)}=([^\s,;]+)", text) if name else None
+    if given:
+        return given.group(1)
+    words = re.findall(r"[A-Z][\w-]*", text)
+    return words[-1] if words else "value"

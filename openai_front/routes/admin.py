@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from openai_front.deps import CanaryDep, PrefillerDep, ServicesDep, require_key
 from openai_front.errors import APIError, ModelNotFound, Unavailable
-from openai_front.protocol import PrefillRequest, RetireRequest
+from openai_front.protocol import ModelBody, PrefillRequest
 from relay.prefill import select_models
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
@@ -28,12 +28,35 @@ async def pool_remove(session_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/pool/retire")
-async def pool_retire(body: RetireRequest, services: ServicesDep) -> dict[str, Any]:
+async def pool_retire(body: ModelBody, services: ServicesDep) -> dict[str, Any]:
     known = services.models.resolve(body.model)
     name = known.name if known else body.model
     if known is None and not any(c.model == name for c in services.pool):
         raise ModelNotFound(f"The model {body.model!r} does not exist", param="model")
     return {"model": name, "retired": services.pool.retire_where("retired through the API", model=name)}
+
+
+@router.get("/targets")
+async def targets_list(services: ServicesDep) -> dict[str, Any]:
+    """Models the pool keeps stocked (topped up to arena_sessions_per_model when one is lost)."""
+    return {"models": sorted(services.pool.targets()), "per_model": services.settings.sessions_per_model}
+
+
+@router.post("/targets")
+async def targets_add(body: ModelBody, services: ServicesDep) -> dict[str, Any]:
+    known = services.models.resolve(body.model)
+    if known is None:
+        raise ModelNotFound(f"The model {body.model!r} does not exist", param="model")
+    services.pool.add_target(known.name)
+    return {"models": sorted(services.pool.targets())}
+
+
+@router.delete("/targets/{model:path}")
+async def targets_remove(model: str, services: ServicesDep) -> dict[str, Any]:
+    known = services.models.resolve(model)
+    if not services.pool.remove_target(known.name if known else model):
+        raise APIError(f"{model} is not kept stocked", status=404, code="not_found")
+    return {"models": sorted(services.pool.targets())}
 
 
 @router.post("/prefill", status_code=202)

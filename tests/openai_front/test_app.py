@@ -39,6 +39,10 @@ class FakeSocket:
         self.break_after: int | None = None
         self.sent: list[dict[str, Any]] = []
         self.fail_once: dict[str, list[JobFailed]] = {}  # session id -> failures for its next jobs
+        self.scripts: list[str] = []  # answers for the next jobs, in order (then `script`)
+        self.turns: list[list[site.ChatTurn]] = []  # what each job carried to the site
+        self.delay = 0.0  # > 0: the answer's lines come this many seconds apart, as a stream does
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def send_text(self, text: str) -> None:
         message = json.loads(text)
@@ -50,6 +54,7 @@ class FakeSocket:
         job = self.services.jobs.get(job_id)
         assert job is not None
         job.flow_seen = True
+        self.turns.append(job.turns)
         queued = self.fail_once.get(job.conversation.session_id if job.conversation else "")
         if queued:
             job.push(queued.pop(0))
@@ -57,11 +62,23 @@ class FakeSocket:
         if self.failure is not None:
             job.push(self.failure)
             return
-        events = site.parse_stream((self.script or "").encode())
+        script = self.scripts.pop(0) if self.scripts else self.script
+        events = site.parse_stream((script or "").encode())
+        if self.delay:
+            task = asyncio.get_running_loop().create_task(self._stream(job, events))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         for index, event in enumerate(events):
             if self.break_after is not None and index == self.break_after:
                 job.push(JobFailed("the answer stopped before its last line", 502, Kind.TRUNCATED))
                 return
+            job.push(event)
+        job.push(JobDone())
+
+    async def _stream(self, job: Any, events: list[site.StreamEvent]) -> None:
+        for event in events:
+            await asyncio.sleep(self.delay)
             job.push(event)
         job.push(JobDone())
 
@@ -250,7 +267,7 @@ async def test_a_model_without_conversations_gets_a_new_one_for_the_request(clie
     job = [m for m in page.sent if m["type"] == "job"][-1]
     assert (job["method"], job["url"], job["action"]) == ("POST", "/nextjs-api/stream/create-evaluation",
                                                           "chat_submit")
-    assert "gpt-5-high" in services.pool.targets(), "the pool keeps this model stocked from now on"
+    assert "gpt-5-high" not in services.pool.targets(), "one request does not make the pool keep it stocked"
     assert services.requests.recent()[-1]["strategy"] == "fresh"
 
 

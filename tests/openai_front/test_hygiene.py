@@ -28,12 +28,12 @@ class RecordingPage(FakeSocket):
 
     def __init__(self, services: Services) -> None:
         super().__init__(services)
-        self.turns: list[list[str]] = []
+        self.texts: list[list[str]] = []
 
     def _answer(self, job_id: str) -> None:
         job = self.services.jobs.get(job_id)
         if job is not None:
-            self.turns.append([t.content for t in job.turns])
+            self.texts.append([t.content for t in job.turns])
             for turn in job.turns:  # what the rewriter will do with it: it must be UTF-8 all through
                 json.dumps({"content": turn.content, "attachments": turn.attachments}, ensure_ascii=False).encode()
         super()._answer(job_id)
@@ -75,7 +75,7 @@ async def test_repaired_or_passed(body, status, received):
     services, page, app = make()
     response = await post(app, body)
     assert response.status_code == status, response.text
-    assert page.turns and page.turns[-1][-1] == received
+    assert page.texts and page.texts[-1][-1] == received
     all_back(services)
 
 
@@ -104,7 +104,7 @@ async def test_refused_with_a_400_that_names_the_field(body, param):
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     if param is not None:
         assert error["param"] == param
-    assert not page.turns, "nothing reached the page"
+    assert not page.texts, "nothing reached the page"
     all_back(services)
 
 
@@ -121,7 +121,7 @@ async def test_content_in_every_shape_openai_allows():
     ]
     response = await post(app, json.dumps({"model": MODEL, "messages": messages}).encode())
     assert response.status_code == 200, response.text
-    assert page.turns[-1][-1] == "last"
+    assert page.texts[-1][-1] == "last"
     all_back(services)
 
 
@@ -136,7 +136,7 @@ async def test_a_body_over_the_limit_is_a_413_declared_or_not():
 
     response = await post(app, chunks())
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
-    assert not page.turns
+    assert not page.texts
     all_back(services)
 
 
@@ -204,8 +204,8 @@ def test_any_text_reaches_the_page_as_utf8_with_lone_surrogates_repaired(runner,
         sent = json.loads(json.dumps(messages))
         texts = [sent[1]["content"]] if isinstance(content, str) else [p["text"] for p in sent[1]["content"]]
         expected = "\n\n".join(clean_text(t) for t in texts)
-        assert page.turns[-1] == [clean_text(sent[0]["content"]), expected if expected.strip() else " "]
-        assert all(not any("\ud800" <= ch <= "\udfff" for ch in t) for t in page.turns[-1])
+        assert page.texts[-1] == [clean_text(sent[0]["content"]), expected if expected.strip() else " "]
+        assert all(not any("\ud800" <= ch <= "\udfff" for ch in t) for t in page.texts[-1])
         all_back(services)
 
     runner.run(one())

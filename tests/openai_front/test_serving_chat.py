@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openai_front.serving_chat import Answer, ChunkJSON
+from relay.jobs import JobDone
+from relay.output import OutputSpec
+from relay.reading import AnswerReader
 from relay.settings import Settings
 from sites import lmarena as site
 
@@ -20,11 +25,36 @@ def sample_events(name: str) -> list[site.StreamEvent]:
     return site.parse_stream(body.encode())
 
 
-def run(events: list[site.StreamEvent], **settings: object) -> Answer:
-    answer = Answer(Settings(**settings), "a")  # type: ignore[arg-type]
-    for event in events:
-        answer.feed(event)
-    answer.close()
+class Lines:
+    """The engine's side of a replay, in a test: the answer's lines, then its end."""
+
+    def __init__(self, events: list[site.StreamEvent]) -> None:
+        self.events = events
+        self.stopped = False
+
+    async def items(self, replay):
+        for event in self.events:
+            yield event
+        yield JobDone()
+
+    def stop_early(self, replay) -> None:
+        self.stopped = True
+
+
+def answer_of(events: list[site.StreamEvent], side: str = "a", spec: OutputSpec | None = None,
+              **settings: object) -> Answer:
+    replay = SimpleNamespace(side=side, turns=[], model=None, record=None)
+    return Answer(Settings(**settings), AnswerReader(Lines(events), replay, spec or OutputSpec()))  # type: ignore
+
+
+def run(events: list[site.StreamEvent], side: str = "a", **settings: object) -> Answer:
+    answer = answer_of(events, side, **settings)
+
+    async def read() -> None:
+        async for _ in answer.deltas():
+            pass
+
+    asyncio.run(read())
     return answer
 
 
@@ -56,7 +86,7 @@ def test_search_sources_are_appended_and_kept():
     )
     off = run(sample_events("era_b_search_create"), citations=False)
     assert "Sources:" not in off.content() and len(off.sources) == 3, "still available in the citations field"
-    assert answer.finish == "stop", "the site's 'unknown' finish maps to stop"
+    assert answer.finish_reason() == "stop", "the site's 'unknown' finish maps to stop"
 
 
 def test_an_image_answer_is_a_markdown_image():
@@ -65,11 +95,8 @@ def test_an_image_answer_is_a_markdown_image():
 
 
 def test_battle_answer_keeps_to_its_side():
-    events = sample_events("era_a_battle_create")
-    b = Answer(Settings(), "b")
-    for event in events:
-        b.feed(event)
-    assert b.content() == "hello" and b.finish == "stop"
+    b = run(sample_events("era_a_battle_create"), side="b")
+    assert b.content() == "hello" and b.finish_reason() == "stop"
 
 
 @settings(max_examples=200, deadline=None)
