@@ -67,6 +67,12 @@ class ApiOptions:
                           "Keep a reCAPTCHA token minted ahead in each page for each kind of call, renewed before "
                           "it expires: the fastest first token, but minting on a timer may lower the site's scores. "
                           "Off: a token is minted when a request arrives.")
+        loader.add_option("arena_side_calls", str, "defer",
+                          "Clients' side calls (titles, tags, follow-ups: Open WebUI's '### Task:' prompts, "
+                          "SillyTavern's quiet prompts): defer (after the person's own requests), same (like any "
+                          "request), refuse, or a model's name to send them to.")
+        loader.add_option("arena_side_call_delay", str, "1",
+                          "Seconds a deferred side call waits before it may take a conversation.")
         loader.add_option("arena_strategy", str, "auto",
                           "How requests reach the site: auto (the canary chooses), retry, mirror, continue or "
                           "fresh.",
@@ -109,6 +115,13 @@ class ApiOptions:
             self.services.strategy.mode = parsed("arena_strategy", parse_choice, STRATEGY_CHOICES)
         if "arena_canary_interval" in updated:
             self.canary.interval = parsed("arena_canary_interval", parse_seconds)
+        if "arena_side_calls" in updated:
+            value = ctx.options.arena_side_calls.strip()
+            if not value:
+                raise exceptions.OptionsError("arena_side_calls: defer, same, refuse, or a model's name")
+            settings.side_calls = value
+        if "arena_side_call_delay" in updated:
+            settings.side_call_delay = parsed("arena_side_call_delay", parse_seconds)
         if "arena_premint_tokens" in updated:
             keep = 1 if ctx.options.arena_premint_tokens else 0
             pages = self.services.pages

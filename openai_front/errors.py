@@ -11,6 +11,7 @@ class APIError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    source = "tool"  # who said no (relay/errors.py SOURCES): the request log's error_source
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class APIError(Exception):
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
+    source = "client"
 
 
 class TooLarge(InvalidRequest):
@@ -53,12 +55,14 @@ class Unauthorized(APIError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+    source = "client"
 
 
 class ModelNotFound(APIError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+    source = "client"
 
 
 class RateLimited(APIError):
@@ -115,5 +119,9 @@ _FROM_CORE: list[tuple[type[core.RelayError], type[APIError]]] = [
 def from_core(error: core.RelayError) -> APIError:
     for core_class, api_class in _FROM_CORE:
         if isinstance(error, core_class):
-            return api_class(error.message, param=error.param, code=error.code, retry_after=error.retry_after)
-    return APIError(error.message, retry_after=error.retry_after)
+            out = api_class(error.message, param=error.param, code=error.code, retry_after=error.retry_after)
+            break
+    else:
+        out = APIError(error.message, retry_after=error.retry_after)
+    out.source = error.source
+    return out

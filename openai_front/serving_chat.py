@@ -24,6 +24,7 @@ from relay.requestlog import RequestRecord
 from relay.services import Services
 from relay.settings import Settings, Strategy
 from relay.shaping import shape
+from relay.sidecalls import side_call
 from sites import lmarena as site
 
 
@@ -57,12 +58,34 @@ class ChatService:
     ) -> Replay:
         """Everything up to the first answer line. Errors raised here are real HTTP statuses."""
         model, turns, spec = self.validate(request)
+        model, background = self.route_side_call(model, turns, record)
         try:
-            replay = await self.engine.start(model, turns, record, strategy)
+            replay = await self.engine.start(model, turns, record, strategy, background=background)
         except RelayError as e:
             raise from_core(e) from None
         replay.turns, replay.spec = turns, spec
         return replay
+
+    def route_side_call(self, model: ModelInfo, turns: list[site.ChatTurn],
+                        record: RequestRecord) -> tuple[ModelInfo, bool]:
+        """A client's side call (a title, tags...) as arena_side_calls says: deferred behind the person's
+        requests, sent to another model, refused, or (same) like any request. Returns the model and whether
+        it waits behind the others."""
+        kind = side_call(turns)
+        route = self.services.settings.side_calls
+        if kind is None or route == "same":
+            return model, False
+        record.side_call = kind
+        if route == "refuse":
+            raise InvalidRequest(f"This looks like a client's side call ({kind}); this tool is set to refuse those "
+                                 "(arena_side_calls=refuse)", code="side_call_refused")
+        if route != "defer":
+            other = self.services.models.resolve(route)
+            if other is None:
+                raise ModelNotFound(f"arena_side_calls names the model {route!r}, which does not exist", param="model")
+            record.model = other.name
+            return other, True
+        return model, True
 
     def abandon(self, replay: Replay) -> None:
         self.engine.abandon(replay)

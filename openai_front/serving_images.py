@@ -54,7 +54,7 @@ class ImageService:
             replay = await self.chat.start(chat_request, record)
             result = await self.chat.complete(replay)
         except APIError as e:
-            record.close(e.status, e.message, "upstream")
+            record.close(e.status, e.message, e.source)
             raise
         except BaseException as e:  # cancelled: a sibling failed, or the client left
             record.close(499, str(e) or type(e).__name__, "client")

@@ -56,7 +56,7 @@ async def answer_chat(
             try:
                 replay = pending.claim_now()
             except APIError as e:
-                record.close(e.status, e.message, "tool")
+                record.close(e.status, e.message, e.source)
                 raise
             if not body.stream:
                 return await unless_gone(chat.complete(replay), gone, record)
@@ -80,7 +80,7 @@ async def _events(
             try:
                 replay = await pending.claim()
             except APIError as e:
-                record.close(e.status, e.message, "tool")
+                record.close(e.status, e.message, e.source)
                 yield sse_data(e.body()) + DONE
                 return
         async for chunk in chat.stream(replay, include_usage):
@@ -117,7 +117,7 @@ async def unless_gone(work: Coroutine[Any, Any, Any], gone: asyncio.Future[None]
         try:
             return task.result()
         except APIError as e:
-            record.close(e.status, e.message, "upstream")
+            record.close(e.status, e.message, e.source)
             raise
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)

@@ -110,6 +110,7 @@ class SessionPool:
         self.on_grow: Callable[[str], None] = lambda model: None
         self._convs: dict[str, Conversation] = {}
         self._busy: set[str] = set()
+        self._background: set[asyncio.Future[Any]] = set()  # waiters that let every other go first
         self._waiters: dict[str, deque[asyncio.Future[Conversation]]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._targets: set[str] = set()
@@ -337,8 +338,9 @@ class SessionPool:
             conv.cooling_until = 0.0
         conv.last_used = self._clock()
 
-    async def lease(self, model: str, timeout: float) -> Lease:
-        """Wait (first come, first served) for a free conversation of `model`."""
+    async def lease(self, model: str, timeout: float, background: bool = False) -> Lease:
+        """Wait (first come, first served) for a free conversation of `model`. A `background` request (a
+        client's side call) waits behind every other: those go first."""
         start = self._clock()
         queue = self._waiters.setdefault(model, deque())
         if not queue:
@@ -349,7 +351,7 @@ class SessionPool:
         if not self.has_prospect(model):
             raise NoConversation(model)
         fut: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
-        queue.append(fut)
+        queue_up(queue, fut, background, self._background)
         try:
             conv = await asyncio.wait_for(asyncio.shield(fut), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as e:
@@ -365,6 +367,8 @@ class SessionPool:
             if isinstance(e, asyncio.TimeoutError):
                 raise PoolTimeout(model) from None
             raise
+        finally:
+            self._background.discard(fut)
         return Lease(conv, start, self._clock() - start)
 
     def release(self, lease: Lease) -> None:
@@ -447,3 +451,17 @@ class SessionPool:
 
 def empty_stats() -> dict[str, int]:
     return {"total": 0, **{state: 0 for state in SHOWN_STATES}, "owned": 0, "waiting": 0}
+
+
+def queue_up(queue: deque[asyncio.Future[Any]], fut: asyncio.Future[Any], background: bool,
+             background_set: set[asyncio.Future[Any]]) -> None:
+    """Add a waiter: a background one at the end, any other before the first background one still waiting."""
+    if background:
+        background_set.add(fut)
+        queue.append(fut)
+        return
+    for index, waiting in enumerate(queue):
+        if waiting in background_set and not waiting.done():
+            queue.insert(index, fut)
+            return
+    queue.append(fut)

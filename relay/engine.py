@@ -106,17 +106,23 @@ class ReplayEngine:
 
     async def start(
         self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, strategy: Strategy | None = None,
-        adopt: bool = True,
+        adopt: bool = True, background: bool = False,
     ) -> Replay:
-        """Everything up to the first answer token. Errors raised here are the request's own."""
+        """Everything up to the first answer token. Errors raised here are the request's own. A `background`
+        request (a client's side call) first lets a request that follows it by a moment go ahead, then waits
+        behind every other request for its conversation, and takes no pooled conversation under mirroring."""
         prompt_tokens = estimate_tokens("".join(t.content for t in turns))
         await self.wait_for_page(direct=not model.virtual)
         if strategy is None:
             await self.services.strategy.wait_for_first_verdict(self.services.settings.queue_timeout)
             strategy = self.services.strategy.current
-        await self.tokens.on_arrival(model, strategy)
+        if background:
+            await asyncio.sleep(self.services.settings.side_call_delay)
+        else:
+            await self.tokens.on_arrival(model, strategy)
         if strategy == Strategy.MIRROR and self.mirror is not None:
-            return await self.mirror.start(model, turns, record, prompt_tokens, adopt)  # type: ignore[no-any-return]
+            return await self.mirror.start(  # type: ignore[no-any-return]
+                model, turns, record, prompt_tokens, adopt and not background, background)
         deadline = time.monotonic() + self.services.settings.queue_timeout
         last: JobFailed | None = None
         for attempt in range(max(1, self.services.settings.failover_tries)):
@@ -125,7 +131,7 @@ class ReplayEngine:
                 await self.wait_for_page(direct=not model.virtual)
             if (strategy == Strategy.FRESH and not model.virtual) or self._should_create(model):
                 return await self._fresh(model, turns, record, prompt_tokens)
-            lease = await self._lease(model, deadline)
+            lease = await self._lease(model, deadline, background)
             replay, last = await self._attempt(lease, model, turns, record, strategy, prompt_tokens)
             if replay is not None:
                 return replay
@@ -139,16 +145,17 @@ class ReplayEngine:
         settings, pages = self.services.settings, self.services.pages
         if not pages.pages:
             raise Unavailable(f"No LMArena page is connected: {pages.advice()}",
-                              retry_after=settings.unavailable_retry_after)
+                              retry_after=settings.unavailable_retry_after, source="page")
         if pages.ready_pages(direct=direct):
             return
         if direct and all(p.state == "needs_account" for p in pages.pages.values()):
             # a person has to sign in: waiting for the timeout would only hide that
             raise Unavailable(f"Direct chat needs a signed-in account. {pages.advice()}", retry_after=60,
-                              code="login_required")
+                              code="login_required", source="page")
         # a challenge that clears by itself, a person signing in: worth a bounded wait
         if not await pages.wait_ready(min(settings.page_wait, settings.queue_timeout), direct=direct):
-            raise Unavailable(f"No LMArena page is ready. {pages.advice(direct=direct)}", retry_after=30)
+            raise Unavailable(f"No LMArena page is ready. {pages.advice(direct=direct)}", retry_after=30,
+                              source="page")
 
     async def _attempt(
         self, lease: Lease, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord,
@@ -189,13 +196,13 @@ class ReplayEngine:
             and self.services.jobs.creating(model.name) < max(1, settings.sessions_per_model)
         )
 
-    async def _lease(self, model: ModelInfo, deadline: float) -> Lease:
+    async def _lease(self, model: ModelInfo, deadline: float, background: bool = False) -> Lease:
         settings = self.services.settings
         remaining = deadline - time.monotonic()
         try:
             if remaining <= 0:
                 raise PoolTimeout(model.name)
-            return await self.services.pool.lease(model.name, timeout=remaining)
+            return await self.services.pool.lease(model.name, timeout=remaining, background=background)
         except NoConversation:
             how = "chat once in battle mode in the browser" if model.virtual else (
                 "chat with it once in the browser, or run a prefill")

@@ -3,17 +3,24 @@ status and OpenAI's error shape in one place (openai_front/errors.py)."""
 
 from __future__ import annotations
 
+# Who said no, in the request log, the journal and the dashboard: the client's request itself, the tool's
+# own state or limits (a queue that stayed full, no usable conversation), the browser page, the proxy, or
+# the site (LMArena, or the model's provider behind it).
+SOURCES = ("client", "tool", "page", "proxy", "upstream")
+
 
 class RelayError(Exception):
     code: str | None = None
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, param: str | None = None, code: str | None = None
+        self, message: str, *, retry_after: float | None = None, param: str | None = None, code: str | None = None,
+        source: str = "tool",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.param = param
+        self.source = source
         if code is not None:
             self.code = code
 

@@ -30,7 +30,13 @@ WHO = {"upstream": "LMArena", "page": "the browser page", "proxy": "the proxy", 
 
 
 def failure_error(item: JobFailed) -> RelayError:
-    """What a failed job tells the client."""
+    """What a failed job tells the client (and who failed: the job's source)."""
+    error = _error_of(item)
+    error.source = item.source
+    return error
+
+
+def _error_of(item: JobFailed) -> RelayError:
     message = f"{WHO.get(item.source, item.source)}: {item.message}"
     if item.kind == Kind.RATE_LIMITED:
         return RateLimited(message, retry_after=item.retry_after or 60)

@@ -56,14 +56,15 @@ class Mirror:
 
     async def start(
         self, model: ModelInfo, turns: list[site.ChatTurn], record: RequestRecord, prompt_tokens: int,
-        adopt: bool = True,
+        adopt: bool = True, background: bool = False,
     ) -> Replay:
         """Everything up to the first answer token, as the engine's start does it for the other strategies.
-        `adopt=False`: a new client conversation gets a new site conversation, never a pooled one (the canary)."""
+        `adopt=False`: a new client conversation gets a new site conversation, never a pooled one (the canary,
+        a side call). `background`: it waits for a slot behind every other request (a side call)."""
         deadline = time.monotonic() + self.services.settings.queue_timeout
         match, lock = await self._matched(turns, deadline)
         try:
-            slot = await self.slots.acquire(model.name, max(0.0, deadline - time.monotonic()))
+            slot = await self.slots.acquire(model.name, max(0.0, deadline - time.monotonic()), background)
         except BaseException as e:
             if lock is not None:
                 lock.release()

@@ -25,8 +25,11 @@ class RequestRecord:
     error_source: str | None = None
     conversation: str | None = None
     attempts: int = 0
-    strategy: str = "retry"  # retry | continue (pooled conversation) | fresh (new conversation)
+    # how it was sent: retry | continue (pooled conversation) | fresh (new conversation) | mirror/...;
+    # None while (and if) it never reached the site
+    strategy: str | None = None
     canary: bool = False  # the tool's own check, not a client's request
+    side_call: str | None = None  # a client's side call (a title, tags...): which kind (relay/sidecalls.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "listeners"}

@@ -115,3 +115,5 @@ class Settings:
     mirror_limit: int = 2000  # client conversations remembered (least recently used first out)
     mirror_ttl: float = 7 * 86400.0  # and for how long after their last turn
     direct_mode: str = "auto"  # the mode of the Direct conversations the tool creates; auto: as the site's client
+    side_calls: str = "defer"  # defer | same | refuse | a model's name (relay/sidecalls.py)
+    side_call_delay: float = 1.0  # a deferred side call waits this long before it may take a conversation

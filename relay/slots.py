@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
+
+from pool_store.pool import queue_up
 
 
 class SlotTimeout(Exception):
@@ -26,6 +28,7 @@ class ModelSlots:
         self.capacity = capacity  # read on every decision, so a new setting applies at once
         self._held: dict[str, int] = {}
         self._waiters: dict[str, deque[asyncio.Future[Slot]]] = {}
+        self._background: set[asyncio.Future[Any]] = set()
 
     def held(self, model: str) -> int:
         return self._held.get(model, 0)
@@ -37,12 +40,13 @@ class ModelSlots:
         """A request of `model` arriving now would get a slot at once."""
         return not self.waiting(model) and self.held(model) < max(1, self.capacity())
 
-    async def acquire(self, model: str, timeout: float) -> Slot:
+    async def acquire(self, model: str, timeout: float, background: bool = False) -> Slot:
+        """A slot of `model`, first come first served; `background` (a side call) lets every other go first."""
         queue = self._waiters.setdefault(model, deque())
         if not any(not f.done() for f in queue) and self.held(model) < max(1, self.capacity()):
             return self._grant(model)
         fut: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
-        queue.append(fut)
+        queue_up(queue, fut, background, self._background)
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except (asyncio.TimeoutError, asyncio.CancelledError) as e:
@@ -57,6 +61,8 @@ class ModelSlots:
             if isinstance(e, asyncio.TimeoutError):
                 raise SlotTimeout(model) from None
             raise
+        finally:
+            self._background.discard(fut)
 
     def release(self, slot: Slot) -> None:
         """Give a slot back (safe to call twice) and hand it to the oldest waiter."""

@@ -29,6 +29,8 @@ def options(mitmproxy_context) -> ApiOptions:
     ("arena_recaptcha_actions", "chat submit,chat_retry", "two actions"),
     ("arena_canary_interval", "often", "number of seconds"),
     ("arena_canary_interval", "-60", "zero or a positive"),
+    ("arena_side_call_delay", "soon", "number of seconds"),
+    ("arena_side_calls", "  ", "defer, same, refuse"),
     ("arena_rate_limit", -1, "must not be negative"),
     ("arena_strategy", "sometimes", "one of"),
 ])
