@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openai_front.anthropic_protocol import error_body as anthropic_error
 from openai_front.errors import APIError, InvalidRequest, error_body, from_core
 from openai_front.ratelimit import RateLimiter
-from openai_front.routes import admin, monitoring, v1
+from openai_front.routes import admin, anthropic, monitoring, v1
 from openai_front.serving_chat import ChatService
 from openai_front.serving_images import ImageService
 from relay.core import Core
@@ -39,7 +40,7 @@ def create_app(core: Core) -> FastAPI:
     app.state.monitor = core.monitor
     app.state.limiter = RateLimiter(services.settings.rate_limit)
     prefix = services.settings.route_prefix
-    for router in (v1.router, admin.router, monitoring.router):
+    for router in (v1.router, anthropic.router, admin.router, monitoring.router):
         app.include_router(router, prefix=prefix)
     app.add_middleware(BodyLimit, limit=lambda: services.settings.max_request_bytes)
     _register_errors(app)
@@ -102,10 +103,17 @@ async def _drain() -> Message:
 _UNION_MEMBER = re.compile(r"(str|int|float|bool|none|list|dict|function-\w+)(\[.*\])?")
 
 
+def _shaped(request: Request, exc: APIError) -> JSONResponse:
+    """An error in the shape of the API the request was for (Anthropic's for its routes, OpenAI's otherwise)."""
+    anthropic_route = request.url.path.rstrip("/").endswith(anthropic.PATHS)
+    body = anthropic_error(exc) if anthropic_route else exc.body()
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+
+
 def _register_errors(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+        return _shaped(request, exc)
 
     @app.exception_handler(RelayError)
     async def core_error(request: Request, exc: RelayError) -> JSONResponse:
@@ -124,7 +132,7 @@ def _register_errors(app: FastAPI) -> None:
         elif first.get("type") == "model_attributes_type":
             msg = "The request body must be a JSON object"
         err = InvalidRequest(f"{msg}" + (f" (at {param})" if param else ""), param=param)
-        return JSONResponse(err.body(), status_code=400)
+        return _shaped(request, err)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -132,7 +140,7 @@ def _register_errors(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
             message = "The request body could not be read: it must be JSON in UTF-8, nested less deeply than 500"
-        return JSONResponse(error_body(message, "invalid_request_error", code), status_code=exc.status_code)
+        return _shaped(request, InvalidRequest(message, code=code, status=exc.status_code))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -58,19 +58,20 @@ async def require_key(request: Request) -> None:
     if not keys:
         return
     header = request.headers.get("authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    # OpenAI's clients send a bearer token; Anthropic's (Claude Code, the SDKs) send x-api-key
+    given = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
     # compare against every key, so timing tells nothing about which one nearly matched
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given.encode(), key.encode())
     if not given or not matched:
-        raise Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>'")
+        raise Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')")
 
 
 async def limit_rate(request: Request) -> None:
     limiter: RateLimiter = request.app.state.limiter
     limiter.per_minute = request.app.state.services.settings.rate_limit
-    auth = request.headers.get("authorization", "")
+    auth = request.headers.get("authorization", "") or request.headers.get("x-api-key", "")
     client = "key:" + hashlib.sha256(auth.encode()).hexdigest()[:16] if auth else (
         "ip:" + (request.client.host if request.client else "?"))
     wait = limiter.check(client)

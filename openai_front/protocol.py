@@ -233,7 +233,7 @@ def _content(msg: ChatMessage, index: int, max_bytes: int) -> tuple[str, list[di
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str) or not url:
                 raise InvalidRequest("image_url part without a url", param=where)
-            attachments.append(_attachment(url, None, len(attachments), where, max_bytes))
+            attachments.append(attachment(url, None, len(attachments), where, max_bytes))
         elif kind == "file":
             raw_file = part.get("file")
             file: dict[str, Any] = raw_file if isinstance(raw_file, dict) else {}
@@ -242,13 +242,13 @@ def _content(msg: ChatMessage, index: int, max_bytes: int) -> tuple[str, list[di
                 raise InvalidRequest(
                     "file parts need file.file_data as a data: URL (file ids are not supported)", param=where
                 )
-            attachments.append(_attachment(data, file.get("filename"), len(attachments), where, max_bytes))
+            attachments.append(attachment(data, file.get("filename"), len(attachments), where, max_bytes))
         else:
             raise InvalidRequest(f"content part type {kind!r} is not supported", param=f"{where}.type")
     return "\n\n".join(texts), attachments
 
 
-def _attachment(url: str, filename: str | None, index: int, where: str, max_bytes: int) -> dict[str, str]:
+def attachment(url: str, filename: str | None, index: int, where: str, max_bytes: int) -> dict[str, str]:
     """The site's attachment shape: {name, contentType, url}; data: URLs are checked for size."""
     content_type = "image/png"
     if url.startswith("data:"):

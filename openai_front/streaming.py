@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Coroutine, Protocol
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -39,13 +39,33 @@ class LeanEventSourceResponse(EventSourceResponse):
             await super()._send_with_timeout(send, message)
 
 
-async def answer_chat(
-    chat: ChatService, body: ChatCompletionRequest, request: Request, record: RequestRecord, keepalive: float
-) -> Any:
-    pending = PendingStart(chat, chat.start(body, record))
+class Call(Protocol):
+    """One chat request as an API surface serves it (OpenAI chat completions, Anthropic messages)."""
+
+    stream: bool
+    model: str
+
+    def start(self, record: RequestRecord) -> Coroutine[Any, Any, Replay]: ...
+
+    def abandon(self, replay: Replay) -> None: ...
+
+    async def complete(self, replay: Replay) -> Any: ...
+
+    def events(self, replay: Replay) -> AsyncIterator[bytes]:
+        """The answer as SSE events, each framed."""
+        ...
+
+    def failed(self, error: APIError) -> bytes:
+        """The SSE events that end a committed stream whose answer never began."""
+        ...
+
+
+async def answer(call: Call, request: Request, record: RequestRecord, keepalive: float) -> Any:
+    """Serve `call`: a real status until a stream's answer begins or one keep-alive interval passes."""
+    pending = PendingStart(call, call.start(record))
     gone = asyncio.get_running_loop().create_task(disconnected(request))
     try:
-        done, _ = await asyncio.wait({pending.task, gone}, timeout=keepalive if body.stream else None,
+        done, _ = await asyncio.wait({pending.task, gone}, timeout=keepalive if call.stream else None,
                                      return_when=asyncio.FIRST_COMPLETED)
         if pending.task not in done and gone in done:
             await pending.cancel()
@@ -58,39 +78,66 @@ async def answer_chat(
             except APIError as e:
                 record.close(e.status, e.message, e.source)
                 raise
-            if not body.stream:
-                return await unless_gone(chat.complete(replay), gone, record)
+            if not call.stream:
+                return await unless_gone(call.complete(replay), gone, record)
     finally:
         gone.cancel()
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return LeanEventSourceResponse(
-        _events(chat, pending, replay, body, record, include_usage), ping=keepalive,
-        headers={"Cache-Control": "no-cache"},
-    )
+    return LeanEventSourceResponse(_events(call, pending, replay, record), ping=keepalive,
+                                   headers={"Cache-Control": "no-cache"})
 
 
 async def _events(
-    chat: ChatService, pending: PendingStart, replay: Replay | None, body: ChatCompletionRequest,
-    record: RequestRecord, include_usage: bool,
+    call: Call, pending: PendingStart, replay: Replay | None, record: RequestRecord
 ) -> AsyncIterator[bytes | ServerSentEvent]:
     try:
         if replay is None:
             # committed before the answer began: say so at once, then keep-alives until it does
-            yield ServerSentEvent(comment=f"waiting for a conversation of {body.model}")
+            yield ServerSentEvent(comment=f"waiting for a conversation of {call.model}")
             try:
                 replay = await pending.claim()
             except APIError as e:
                 record.close(e.status, e.message, e.source)
-                yield sse_data(e.body()) + DONE
+                yield call.failed(e)
                 return
-        async for chunk in chat.stream(replay, include_usage):
-            yield b"data: " + chunk + b"\r\n\r\n"
-        yield DONE
+        async for event in call.events(replay):
+            yield event
     except asyncio.CancelledError:
         await pending.cancel()
         record.close(CLIENT_GONE, "the client went away", "client")
-        log.info("client went away during a %s request", body.model)
+        log.info("client went away during a %s request", call.model)
         raise
+
+
+class ChatCall:
+    """A chat completion (OpenAI)."""
+
+    def __init__(self, chat: ChatService, body: ChatCompletionRequest) -> None:
+        self.chat, self.body = chat, body
+        self.stream, self.model = body.stream, body.model
+
+    def start(self, record: RequestRecord) -> Coroutine[Any, Any, Replay]:
+        return self.chat.start(self.body, record)
+
+    def abandon(self, replay: Replay) -> None:
+        self.chat.abandon(replay)
+
+    async def complete(self, replay: Replay) -> Any:
+        return await self.chat.complete(replay)
+
+    async def events(self, replay: Replay) -> AsyncIterator[bytes]:
+        include_usage = bool(self.body.stream_options and self.body.stream_options.include_usage)
+        async for chunk in self.chat.stream(replay, include_usage):
+            yield b"data: " + chunk + b"\r\n\r\n"
+        yield DONE
+
+    def failed(self, error: APIError) -> bytes:
+        return sse_data(error.body()) + DONE
+
+
+async def answer_chat(
+    chat: ChatService, body: ChatCompletionRequest, request: Request, record: RequestRecord, keepalive: float
+) -> Any:
+    return await answer(ChatCall(chat, body), request, record, keepalive)
 
 
 DONE = b"data: [DONE]\r\n\r\n"
@@ -134,8 +181,8 @@ class PendingStart:
 
     GRACE = 5.0
 
-    def __init__(self, chat: ChatService, coro: Any) -> None:
-        self.chat = chat
+    def __init__(self, call: Call, coro: Any) -> None:
+        self.chat = call
         self.claimed = False
         self.task: asyncio.Task[Replay] = asyncio.get_running_loop().create_task(coro)
         self.task.add_done_callback(self._arrived)

@@ -124,6 +124,9 @@ class MirrorBook:
         self.records: dict[str, ClientConversation] = {}
         self._by_chain: dict[str, ClientConversation] = {}
         self._by_asked: dict[str, ClientConversation] = {}
+        # what each record is indexed under: its chains when it was indexed (a caller that updates a record
+        # changes its fields first, and the old entries must still go)
+        self._indexed: dict[str, tuple[str, str | None]] = {}
 
     def use_store(self, store: MirrorStore) -> None:
         records = store.load_mirrors()
@@ -131,6 +134,7 @@ class MirrorBook:
         self.records.clear()
         self._by_chain.clear()
         self._by_asked.clear()
+        self._indexed.clear()
         for record in records:
             try:
                 self._index(ClientConversation.from_record(record))
@@ -167,17 +171,19 @@ class MirrorBook:
 
     def _index(self, record: ClientConversation) -> None:
         self.records[record.key] = record
+        self._indexed[record.key] = (record.asked, record.chain)
         self._by_asked[record.asked] = record
         if record.chain:
             self._by_chain[record.chain] = record
 
     def _unindex(self, key: str) -> ClientConversation | None:
         record = self.records.pop(key, None)
+        asked, chain = self._indexed.pop(key, (None, None))
         if record is not None:
-            if self._by_asked.get(record.asked) is record:
-                del self._by_asked[record.asked]
-            if record.chain and self._by_chain.get(record.chain) is record:
-                del self._by_chain[record.chain]
+            if asked is not None and self._by_asked.get(asked) is record:
+                del self._by_asked[asked]
+            if chain and self._by_chain.get(chain) is record:
+                del self._by_chain[chain]
         return record
 
     def _evict(self) -> list[ClientConversation]:

@@ -223,6 +223,7 @@ class Limiter:
         self.max_tokens = max_tokens
         self.stop = [s for s in stop if s]
         self.finish: Literal["stop", "length"] | None = None
+        self.matched: str | None = None  # the stop string that ended the text
         self._pending = ""
         self._cjk = 0
         self._other = 0
@@ -231,9 +232,10 @@ class Limiter:
         if self.finish is not None:
             return ""
         self._pending += text
-        hits = [i for i in (self._pending.find(s) for s in self.stop) if i >= 0]
+        hits = sorted((i, s) for s in self.stop if (i := self._pending.find(s)) >= 0)
         if hits:
-            shown, self._pending = self._pending[: min(hits)], ""
+            shown, self._pending = self._pending[: hits[0][0]], ""
+            self.matched = hits[0][1]
             out = self._budget(shown)
             self.finish = self.finish or "stop"
             return out
@@ -275,6 +277,12 @@ class OutputFilter:
     def done(self) -> bool:
         """Nothing more will be shown: the caller may stop the site's generation."""
         return self.limiter is not None and self.limiter.finish is not None
+
+    @property
+    def stopped_by(self) -> str | None:
+        """The stop string that ended the text, if one did (and not the token budget before it)."""
+        limiter = self.limiter
+        return limiter.matched if limiter is not None and limiter.finish == "stop" else None
 
     def finish(self, site_finish: str) -> str:
         if self.calls:

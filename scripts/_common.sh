@@ -58,3 +58,21 @@ ensure_browser() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools tmux >/dev/null
 }
+
+# ensure_node_clients: Node.js and the official openai Node SDK (tests/node, pinned by its package-lock.json),
+# which the client tests drive against the running tool.
+ensure_node_clients() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "==> installing Debian's nodejs and npm"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  local lock="$ROOT/tests/node/package-lock.json" stamp="$ROOT/tests/node/node_modules/.installed"
+  if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+    echo "==> installing the Node clients (npm ci in tests/node)"
+    (cd "$ROOT/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$stamp"
+  fi
+}

@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 ensure_venv test
 ensure_browser
+ensure_node_clients
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check .

@@ -140,12 +140,16 @@ _CALL_FORMAT = re.compile(r"^(<[a-z_]+>)\{.*\}(</[a-z_]+>)$", re.M)
 
 
 def structured_answer(history: list[tuple[str, str]]) -> str | None:
-    """What a model that follows the tool and JSON instructions in the system turn answers, decided by the
+    """What a model that follows the tool and JSON instructions it was given answers, decided by the
     conversation alone: a tool call when it must call one, or when the last message names a tool (its name,
     or a word of it longer than three letters: "weather" for get_weather); a sentence about a tool's result;
     a JSON value made from the asked schema."""
-    system = "\n".join(c for r, c in history if r == "system")
+    system = "\n".join(c for _, c in history)  # what the model reads: instructions may be in any of it
     last = history[-1][1] if history else ""
+    for marker in ("=== User ===\n", "User: "):  # a conversation written into one message: its last user message
+        if marker in last:
+            last = last.rsplit(marker, 1)[1]
+            break
     calls = _tool_calls(system, last)
     if calls is not None:
         return calls
@@ -156,8 +160,25 @@ def structured_answer(history: list[tuple[str, str]]) -> str | None:
         schema_text = system.split("matches this JSON Schema:\n", 1)
         if len(schema_text) == 2:
             return json.dumps(instance(json.loads(schema_text[1].split("\n", 1)[0]), last))
-        return json.dumps({"answer": last[:200]})
+        return json.dumps(_object_answer(last))
     return None
+
+
+def _object_answer(text: str) -> dict[str, Any]:
+    """A JSON object for a prompt that names its keys ("with keys city and temp"), each `key=value` in the
+    prompt taken as it is (a number as a number); else {"answer": the prompt}."""
+    named = re.search(r"\bkeys?\s+([A-Za-z_]\w*(?:\s*(?:,|and)\s*[A-Za-z_]\w*)*)", text)
+    if named is None:
+        return {"answer": text[:200]}
+    out: dict[str, Any] = {}
+    for key in re.split(r"\s*(?:,|\band\b)\s*", named.group(1)):
+        given = re.search(rf"\b{re.escape(key)}=([^\s,;]+)", text)
+        raw = given.group(1) if given else instance({"type": "string"}, text, key)
+        try:
+            out[key] = json.loads(raw) if given else raw
+        except ValueError:
+            out[key] = raw
+    return out
 
 
 def _tool_calls(system: str, last: str) -> str | None:

@@ -118,3 +118,15 @@ def test_history_is_written_once_in_the_documented_format():
     image = ChatTurn("user", "look", [{"name": "a.png", "contentType": "image/png", "url": "data:image/png;base64,AA"}])
     assert write_transcript([t("system", "S"), image]).attachments == image.attachments
     assert fingerprint(image) != fingerprint(t("user", "look")), "attachments are part of a message"
+
+
+def test_a_conversation_that_moved_on_is_not_matched_by_its_old_first_message():
+    book = MirrorBook()
+    first = [ChatTurn("user", "What is the weather in Paris?")]
+    record = ClientConversation("c1", "m", "s1", chains(first)[-1], None, 1, 0.0, 0.0)
+    book.remember(record)
+    later = [*first, ChatTurn("assistant", "<tool_call>...</tool_call>"), ChatTurn("user", "18 C")]
+    record.asked = chains(later)[-1]  # the caller updates the record, then remembers it again
+    book.remember(record)
+    assert book.match(first).kind == "new", "another client starting the same way is a new conversation"
+    assert book.match(later).kind == "regenerate"

@@ -28,3 +28,28 @@ def test_chunks_split_lines_and_utf8_characters_but_rejoin_exactly():
         except UnicodeDecodeError:
             broken += 1
     assert broken, "some chunk ends inside a UTF-8 character"
+
+
+def test_the_simulated_model_follows_tool_and_json_instructions():
+    from relay.output import OutputSpec, ToolSpec, with_instructions
+    from simulator.answers import structured_answer
+    from sites.lmarena import ChatTurn
+
+    weather = ToolSpec("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}},
+                                           "required": ["city"]})
+
+    def answer(turns: list[ChatTurn], spec: OutputSpec) -> str | None:
+        return structured_answer([(t.role, t.content) for t in with_instructions(turns, spec)])
+
+    ask = [ChatTurn("user", "What is the weather in Paris?")]
+    assert answer(ask, OutputSpec(tools=[weather])) == (
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>')
+    assert answer([ChatTurn("user", "Hello")], OutputSpec(tools=[weather])) is None, "nothing asks for the tool"
+    assert answer([ChatTurn("user", "Hello")], OutputSpec(tools=[weather], tool_choice="required")) is not None
+    result = [*ask, ChatTurn("assistant", "<tool_call>…</tool_call>"),
+              ChatTurn("user", "[Tool result of get_weather (call c1)]\n18 C")]
+    assert answer(result, OutputSpec(tools=[weather])) == "The tool get_weather answered: 18 C"
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "tag": {"enum": ["a", "b"]}}}
+    assert answer([ChatTurn("user", "Count to 3")], OutputSpec(json="schema", schema=schema)) == '{"n": 3, "tag": "a"}'
+    assert answer([ChatTurn("user", "JSON with keys city and temp: city=Rome temp=20")],
+                  OutputSpec(json="object")) == '{"city": "Rome", "temp": 20}'
