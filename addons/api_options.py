@@ -137,6 +137,8 @@ class ApiOptions:
 
     def running(self) -> None:
         self.started = True
+        self.services.describe_options = lambda: {
+            name: getattr(ctx.options, name) for name in sorted(ctx.options.keys()) if name.startswith("arena_")}
         if self.services.strategy.mode == "auto":
             self.canary.start()
 

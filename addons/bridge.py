@@ -28,6 +28,7 @@ from addons.console_view import ConsoleView  # noqa: E402
 from addons.inject import Injector  # noqa: E402
 from addons.prefill import PrefillAddon  # noqa: E402
 from addons.rewrite import Rewriter  # noqa: E402
+from addons.trust import Trust  # noqa: E402
 from relay.core import assemble  # noqa: E402
 from relay.services import Services  # noqa: E402
 
@@ -40,8 +41,9 @@ def build(services: Services | None = None) -> list[object]:
     address = ApiAddress()
     return [
         Classify(),
+        Trust(services.observed),
         Channel(address),
-        Injector(services.pages, services.models),
+        Injector(services.pages, services.models, services.drift),
         Rewriter(services.jobs),
         Capture(services),
         ApiOptions(services, core.canary),

@@ -66,6 +66,9 @@ class Capture:
         try:
             turn = site.parse_request(call, flow.request.content or b"")
             flow.metadata[META_TURN] = turn
+            if META_JOB not in flow.metadata:  # the site's own client: how its bodies look now
+                for shape in site.body_drift(call.kind, flow.request.content or b""):
+                    self.services.drift.note("request_field", shape)
             if turn.body_format != site.BodyFormat.TOKEN_ONLY and META_JOB not in flow.metadata:
                 observed.body_format = turn.body_format  # what the site's own client sends now
                 observed.prefix = call.prefix
@@ -114,6 +117,8 @@ class Capture:
         parser = site.StreamParser()
         seen = Observation()
         job = self.jobs.get(flow.metadata.get(META_JOB))
+        if job is not None:
+            job.codes = parser.codes  # the lines' codes, kept for the report of a failure
         direct_battle = self._mode(flow) == site.DIRECT_MODE_2026
         drift = self.services.drift
 

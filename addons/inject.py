@@ -16,6 +16,7 @@ from mitmproxy import http
 from addons.classify import CHANNEL_PREFIX, META_CALL, META_CHANNEL, arena_host
 from addons.guard import guarded
 from addons.options import parsed
+from relay.drift import DriftLog
 from relay.models import ModelRegistry
 from relay.options import parse_seconds
 from relay.pages import PageHub
@@ -60,9 +61,10 @@ def insert_script(html: str, tag: str) -> str:
 
 
 class Injector:
-    def __init__(self, pages: PageHub, models: ModelRegistry) -> None:
+    def __init__(self, pages: PageHub, models: ModelRegistry, drift: DriftLog | None = None) -> None:
         self.pages = pages
         self.models = models
+        self.drift = drift
         self.challenge_reload_ms = 45_000
         self._source: tuple[str, str] | None = None  # (secret, script)
 
@@ -91,6 +93,9 @@ class Injector:
         if html is None:
             return
         models = site.extract_models(html)
+        shape = site.chat_page_shape(flow.request.path) if resp.status_code == 200 else None
+        if not models and shape is not None and self.drift is not None:
+            self.drift.note("page_models", f"{shape}: no model list in the page")
         if models:
             changed = self.models.merge_page_models(models)
             if changed:

@@ -60,6 +60,13 @@
       else if (msg.type === 'ping') { send({ type: 'pong', t: msg.t }); }
       else if (msg.type === 'job') { runJob(msg); }
       else if (msg.type === 'mint') { mintAhead(msg); }
+      else if (msg.type === 'token_probe') {  // the doctor: can a token be minted here? (the token stays here)
+        mintToken(msg.sitekey, msg.fallbackSitekey, msg.action).then(function (m) {
+          var ok = !!m.token;
+          delete m.token;
+          send({ type: 'token_probe', probe: msg.probe, ok: ok, report: m });
+        });
+      }
       else if (msg.type === 'reserve') { keep = msg.keep | 0; topUp(); }
       else if (msg.type === 'abort') { abortJob(msg); }
     };

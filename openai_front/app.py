@@ -37,6 +37,7 @@ def create_app(core: Core) -> FastAPI:
     app.state.images = ImageService(services, chat)
     app.state.prefiller = core.prefiller
     app.state.canary = core.canary
+    app.state.doctor = core.doctor
     app.state.monitor = core.monitor
     app.state.limiter = RateLimiter(services.settings.rate_limit)
     prefix = services.settings.route_prefix

@@ -16,6 +16,7 @@ from openai_front.ratelimit import RateLimiter
 from openai_front.serving_chat import ChatService
 from openai_front.serving_images import ImageService
 from relay.canary import Canary
+from relay.doctor import Doctor
 from relay.monitor import Monitor
 from relay.prefill import Prefiller
 from relay.services import Services
@@ -41,6 +42,10 @@ async def _canary(request: Request) -> Canary:
     return request.app.state.canary
 
 
+async def _doctor(request: Request) -> Doctor:
+    return request.app.state.doctor
+
+
 async def _monitor(request: Request) -> Monitor:
     return request.app.state.monitor
 
@@ -50,6 +55,7 @@ ChatDep = Annotated[ChatService, Depends(_chat)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 PrefillerDep = Annotated[Prefiller, Depends(_prefiller)]
 CanaryDep = Annotated[Canary, Depends(_canary)]
+DoctorDep = Annotated[Doctor, Depends(_doctor)]
 MonitorDep = Annotated[Monitor, Depends(_monitor)]
 
 

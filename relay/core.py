@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from relay.canary import Canary
+from relay.doctor import Doctor
 from relay.engine import ReplayEngine
 from relay.mirror import Mirror
 from relay.monitor import Monitor
@@ -31,13 +32,15 @@ class Core:
     prefiller: Prefiller
     canary: Canary
     monitor: Monitor
+    doctor: Doctor
 
 
 def assemble(services: Services | None = None) -> Core:
     services = services or Services()
     engine = ReplayEngine(services)
     engine.mirror = Mirror(services, engine)
-    core = Core(services, engine, Prefiller(services, engine), Canary(services, engine), Monitor(services))
+    core = Core(services, engine, Prefiller(services, engine), Canary(services, engine), Monitor(services),
+                Doctor(services, engine))
     pool, pages = services.pool, services.pages
     pool.can_serve = lambda conv: pages.page_for(conv.identity, site.is_direct(conv.mode)) is not None
     pool.prospects = services.jobs.creating

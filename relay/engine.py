@@ -176,6 +176,7 @@ class ReplayEngine:
         if failed is None:
             return self.replay_of(lease, job, head, model, record, prompt_tokens), None
         self._finish(lease, job, ok=False)
+        record.codes = list(job.codes)
         if failed.kind == Kind.BATTLE_TURN:
             self.services.pool.retire(conv.session_id, failed.message)
         log.warning(
@@ -306,6 +307,9 @@ class ReplayEngine:
             await asyncio.sleep(0.05)
         page = self.services.pages.pages.get(job.page_id or "")
         reason, why = diagnose(job.token_report, page.sitekey if page else None)
+        self.services.observed.token_refusal = {"reason": reason, "advice": why, "at": time.time()}
+        if reason == "unknown":
+            self.services.drift.note("recaptcha_refusal", "a refusal the page sent no token report for")
         return JobFailed(f"{refused.message} ({reason}: {why})", refused.status, refused.kind, refused.retry_after,
                          refused.source)
 
@@ -359,6 +363,7 @@ class ReplayEngine:
         head, failed = await self._head(job, first, None)
         if failed is not None:
             self._finish(None, job, ok=False)
+            record.codes = list(job.codes)
             log.warning("request %s: a new %s conversation failed: %s (%s)", record.id, model.name, failed.message,
                         failed.kind)
             raise failure_error(failed)
@@ -520,6 +525,8 @@ class ReplayEngine:
                     return
         finally:
             ok = ok or replay.stopped
+            if not ok:
+                replay.record.codes = list(replay.job.codes)
             self._finish(replay.lease, replay.job, ok)
             replay.end(ok)
 

@@ -67,6 +67,7 @@ class Job:
     greeting: bool = False  # create: the prefill's greeting, so the new conversation may be adopted later
     keep_body: bool = False  # send the page's own body (a token-only retry: the site's own regenerate)
     fresh_token: bool = False  # the page must mint a token for this job, not take one minted ahead
+    codes: Any = field(default_factory=list)  # the answer's line codes so far (its parser's, set by the proxy)
     created: float = field(default_factory=time.time)
     page_id: str | None = None
     queue: asyncio.Queue[JobItem] = field(default_factory=asyncio.Queue)

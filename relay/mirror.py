@@ -159,6 +159,7 @@ class Mirror:
             job, head, failed = await engine.create_for(model, [write_transcript(turns)], owner=owner)
             record.conversation = job.session_id
             if failed is not None:
+                record.codes = list(job.codes)
                 return None, None, failed
             return engine.replay_of(None, job, head, model, record, prompt_tokens, owner), None, None
         pool.hold(conv.session_id)
@@ -170,6 +171,7 @@ class Mirror:
             message = write_transcript(match.new_turns if match.kind == "continue" else turns)
             job, head, failed = await engine.run_on(conv, "post", [message], model)
         if failed is not None:
+            record.codes = list(job.codes)
             pool.unhold(conv.session_id, ok=False)
             return None, conv, failed
         return engine.replay_of(None, job, head, model, record, prompt_tokens, owner), conv, None

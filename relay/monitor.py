@@ -21,6 +21,7 @@ from relay.stats import percentile
 
 DAY = 86400.0
 HOUR = 3600.0
+POOL_SAMPLE = 30.0  # seconds between two samples of the pool for its plot
 # Prometheus histogram buckets, seconds
 BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -55,6 +56,9 @@ class Monitor:
             buckets=BUCKETS, registry=self.registry,
         )
         self.registry.register(_StateCollector(services))
+        # the pool per model over the last hour, sampled at most every POOL_SAMPLE seconds (when requests end
+        # and when a dashboard looks): time, {model: (ready, busy)}
+        self.pool_samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
 
     def record(self, r: RequestRecord) -> None:
         """A request ended (a listener of the request log)."""
@@ -65,6 +69,7 @@ class Monitor:
         waited = (r.leased_at - r.queued_at) if r.leased_at else total
         self.history.append(Finished(r.ended_at, r.model, r.status or 0, ttft, total, waited))
         self._prune()
+        self._sample_pool(self.clock())
         self.requests_total.labels(r.model, str(r.status or 0)).inc()
         self.duration.labels(r.model).observe(total)
         if ttft is not None:
@@ -98,6 +103,37 @@ class Monitor:
             "totals": self._totals(now),
             "in_flight": in_flight,
             "clients": services.mirrors.describe()[:50],  # the client conversations mirroring serves, newest first
+            "series": self.series(now),
+            "drift": services.drift.describe()[:50],
+        }
+
+    def _sample_pool(self, now: float) -> None:
+        if self.pool_samples and now - self.pool_samples[-1][0] < POOL_SAMPLE:
+            return
+        stats = self.services.pool.stats()
+        self.pool_samples.append((now, {m: (r["ready"], r["busy"]) for m, r in stats.items() if r["total"]}))
+        while self.pool_samples and self.pool_samples[0][0] < now - HOUR:
+            self.pool_samples.popleft()
+
+    def series(self, now: float) -> dict[str, Any]:
+        """The last hour minute by minute, for the dashboard's plots: requests, errors, time to first token
+        (p50, p95), and the pool per model (ready and busy conversations) as sampled."""
+        self._sample_pool(now)
+        start = int(now // 60) * 60 - 59 * 60
+        buckets: list[list[Finished]] = [[] for _ in range(60)]
+        for f in self.history:
+            index = int((f.at - start) // 60)
+            if 0 <= index < 60:
+                buckets[index].append(f)
+        ttfts = [[f.ttft for f in b if f.status == 200 and f.ttft is not None] for b in buckets]
+        return {
+            "start": start,
+            "requests": [len(b) for b in buckets],
+            "errors": [sum(1 for f in b if f.status != 200) for b in buckets],
+            "ttft_p50": [percentile(t, 0.5) for t in ttfts],
+            "ttft_p95": [percentile(t, 0.95) for t in ttfts],
+            "pool": [{"at": at, "models": {m: {"ready": r, "busy": b} for m, (r, b) in models.items()}}
+                     for at, models in self.pool_samples],
         }
 
     def _models(self) -> dict[str, dict[str, Any]]:

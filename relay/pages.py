@@ -156,6 +156,7 @@ class PageHub:
         self._last_identity: dict[str, str | None] = {}
         self._changed = asyncio.Event()
         self.moved_hosts: dict[str, str] = {}  # host -> where it redirects
+        self._probes: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}  # token probes asked for
 
     def ready_pages(self, identity: str | None = None, direct: bool = False) -> list[Page]:
         """Pages that can send a job now (`direct`: a job for a direct conversation, which a page of an
@@ -229,6 +230,22 @@ class PageHub:
 
     def counts(self) -> dict[str, int]:
         return {"connected": len(self.pages), "ready": len(self.ready_pages())}
+
+    async def probe_token(self, page: Page, action: str, sitekey: str, fallback: str,
+                          timeout: float = 10.0) -> dict[str, Any] | None:
+        """Have `page` mint one token (kept in the page, never sent): {"ok", "report"} (how it was made, or why
+        it could not be), or None if the page did not answer in time."""
+        probe = secrets.token_hex(8)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._probes[probe] = (page.id, fut)
+        try:
+            await page.send({"type": "token_probe", "probe": probe, "action": action, "sitekey": sitekey,
+                             "fallbackSitekey": fallback})
+            return await asyncio.wait_for(fut, timeout)
+        except (asyncio.TimeoutError, RuntimeError, OSError):
+            return None
+        finally:
+            self._probes.pop(probe, None)
 
     async def set_keep_tokens(self, keep: int) -> None:
         """Tell every page how many tokens to keep minted ahead (0: none, only on a request's arrival)."""
@@ -335,6 +352,14 @@ class PageHub:
             if message.get("state") not in PAGE_STATES:
                 return "an unknown page state"
             self._report_state(page, message)
+        elif kind == "token_probe":
+            waiting = self._probes.get(str(message.get("probe", "")))
+            if waiting is None or waiting[0] != page.id:
+                return "a token probe this page was not asked for"
+            if not waiting[1].done():
+                waiting[1].set_result({"ok": bool(message.get("ok")),
+                                       "report": message.get("report") if isinstance(message.get("report"), dict)
+                                       else {}})
         elif kind in ("job_token", "job_status", "job_done", "job_error"):
             if not isinstance(message.get("job"), str):
                 return "a job message without a job"

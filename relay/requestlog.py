@@ -30,6 +30,7 @@ class RequestRecord:
     strategy: str | None = None
     canary: bool = False  # the tool's own check, not a client's request
     side_call: str | None = None  # a client's side call (a title, tags...): which kind (relay/sidecalls.py)
+    codes: list[str] | None = None  # a failed request: its answer's last line codes (never their content)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "listeners"}

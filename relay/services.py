@@ -4,7 +4,7 @@ Who tells whom about a change is set in one place, `relay.core.assemble`."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from pool_store.pool import SessionPool
 from relay.drift import DriftLog
@@ -36,6 +36,8 @@ class Services:
         self.requests = RequestLog()
         self.drift = DriftLog()
         self.mirrors = MirrorBook(self.settings.mirror_limit, self.settings.mirror_ttl)  # client conversations
+        # the tool's options as set (given by the proxy's side, which owns them), for the bug report
+        self.describe_options: Callable[[], dict[str, Any]] = dict
 
     def forget_identity(self, old: str, new: str | None) -> None:
         """A page came back as another browser identity: the old one's conversations would only get 401s."""

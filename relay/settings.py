@@ -85,6 +85,11 @@ class SiteObservations:
     direct_mode: str = site.DIRECT_MODE_2026  # what its Direct chats are sent as now (learned from them)
     prefix: str = site.STREAM_PREFIXES[0]  # path prefix of the stream endpoints the site's client uses
     last_activity: float = 0.0  # last stream request of any kind (a person's or the tool's)
+    last_arena_request: float = 0.0  # last request of any kind to an arena host through the proxy
+    # TLS handshakes browsers refused on arena hosts (they do not trust the tool's CA): host -> (count, last time)
+    untrusted: dict[str, tuple[int, float]] = field(default_factory=dict)
+    token_refusal: dict[str, Any] | None = None  # the last reCAPTCHA refusal: its reason, advice and time
+    proxy_port: int = 8080  # where browsers reach the proxy (for advice)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import os
 import re
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -191,6 +192,48 @@ class BodyError(ValueError):
     """A stream request body that does not parse as the site's format."""
 
 
+# The fields the site's own client has been seen sending (the samples, and the 2026 client): a body with
+# others, or without the ones every body has, is a change worth a drift note (relay/drift.py).
+KNOWN_BODY_FIELDS = frozenset({
+    "id", "mode", "modality", "modelAId", "modelBId", "modelId", "userMessageId", "modelAMessageId",
+    "modelBMessageId", "userMessage", "messages", "recaptchaV3Token", "recaptchaV2Token", "featureFlags",
+    "metadata",
+})
+KNOWN_USER_MESSAGE_FIELDS = frozenset({"content", "experimental_attachments", "metadata"})
+KNOWN_MESSAGE_FIELDS = frozenset({
+    "id", "role", "content", "experimental_attachments", "parentMessageIds", "participantPosition", "modelId",
+    "evaluationSessionId", "status", "failureReason", "reasoning", "metadata",
+})
+REQUIRED_BODY_FIELDS = {"create": ("userMessageId", "modelAMessageId"), "post": ("userMessageId", "modelAMessageId"),
+                        "retry": ()}
+
+
+def body_drift(kind: CallKind, body: bytes) -> list[str]:
+    """How a stream call's body differs from what the site's client has been seen sending: field names only,
+    never values ("create body: new field foo", "post userMessage: missing field content")."""
+    try:
+        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError):
+        return [f"{kind} body: not JSON"]
+    if not isinstance(data, dict):
+        return [f"{kind} body: not an object"]
+    out = [f"{kind} body: new field {name}" for name in sorted(set(data) - KNOWN_BODY_FIELDS)]
+    out += [f"{kind} body: missing field {name}" for name in REQUIRED_BODY_FIELDS.get(kind, ()) if name not in data]
+    if not any(k in data for k in ("recaptchaV3Token", "recaptchaV2Token")):
+        out.append(f"{kind} body: missing field recaptchaV3Token")
+    if kind != "retry" and "userMessage" not in data and "messages" not in data:
+        out.append(f"{kind} body: neither userMessage nor messages")
+    user_message = data.get("userMessage")
+    if isinstance(user_message, dict):
+        out += [f"{kind} userMessage: new field {n}" for n in sorted(set(user_message) - KNOWN_USER_MESSAGE_FIELDS)]
+        if "content" not in user_message:
+            out.append(f"{kind} userMessage: missing field content")
+    for message in data.get("messages") or [] if isinstance(data.get("messages"), list) else []:
+        if isinstance(message, dict):
+            out += [f"{kind} messages[]: new field {n}" for n in sorted(set(message) - KNOWN_MESSAGE_FIELDS)]
+    return sorted(set(out))
+
+
 def parse_request(call: StreamCall, body: bytes) -> Turn:
     """Parse a create / post / retry body in any of the site's body formats."""
     try:
@@ -266,6 +309,12 @@ class StreamEvent:
     side: str = "a"
     text: str = ""
     data: Any = None
+
+
+def line_code(line: str) -> str:
+    """A line's code (`a0`, `ad`, `b2`...; `?` for a line that is not one), for the record of what a failed
+    answer looked like: codes only, never content."""
+    return line[:2] if len(line) >= 3 and line[2] == ":" and line[0] in "ab" else "?"
 
 
 def parse_line(line: str) -> StreamEvent | None:
@@ -394,16 +443,23 @@ class StreamParser:
 
     def __init__(self) -> None:
         self._tail = b""
+        self.codes: deque[str] = deque(maxlen=64)  # the last lines' codes (what a failed answer looked like)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         data = self._tail + chunk
         *lines, self._tail = data.split(b"\n")
-        return [ev for ev in (parse_line(raw.decode("utf-8", "replace")) for raw in lines) if ev]
+        return [ev for ev in (self._line(raw) for raw in lines) if ev]
 
     def close(self) -> list[StreamEvent]:
         tail, self._tail = self._tail, b""
-        ev = parse_line(tail.decode("utf-8", "replace")) if tail else None
+        ev = self._line(tail) if tail else None
         return [ev] if ev else []
+
+    def _line(self, raw: bytes) -> StreamEvent | None:
+        text = raw.decode("utf-8", "replace")
+        if text.strip():
+            self.codes.append(line_code(text))
+        return parse_line(text)
 
 
 def parse_stream(body: bytes) -> list[StreamEvent]:
@@ -611,6 +667,18 @@ def make_auth_cookie(user_id: str, anonymous: bool = True) -> str:
 
 
 # --------------------------------------------------------------------------- models
+
+
+_CHAT_PAGE = re.compile(r"^/(?:c/[0-9a-fA-F-]{36}|(?:text|image|search|webdev|video)/direct|)/?$")
+
+
+def chat_page_shape(path: str) -> str | None:
+    """The shape of a chat page's path (where the site puts its model list: `/`, `/c/{id}`, `/text/direct`),
+    or None for any other page."""
+    bare = path.split("?", 1)[0]
+    if not _CHAT_PAGE.match(bare):
+        return None
+    return re.sub(r"/c/[0-9a-fA-F-]{36}", "/c/{id}", bare) or "/"
 
 
 def builtin_models() -> list[dict[str, Any]]:

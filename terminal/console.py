@@ -38,6 +38,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_retired": "retired",
         "col_waiting": "waiting",
         "pool_title": "Session pool",
+        "doctor_title": "Doctor: the way a request takes",
+        "col_link": "link",
+        "col_status": "status",
+        "col_detail": "what the tool sees",
+        "col_fix": "what to do",
         "steps": (
             "To start: 1) set your browser's proxy to {proxy} (only arena.ai / lmarena.ai are intercepted); "
             "2) trust the CA once: open http://mitm.it through the proxy, or import {ca}; "
@@ -71,6 +76,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "col_retired": "已退役",
         "col_waiting": "排队",
         "pool_title": "会话池",
+        "doctor_title": "诊断：请求经过的每一环",
+        "col_link": "环节",
+        "col_status": "状态",
+        "col_detail": "工具看到的情况",
+        "col_fix": "怎么做",
         "steps": (
             "开始使用：1) 把浏览器代理设为 {proxy}（只拦截 arena.ai / lmarena.ai）；2) 信任 CA 证书一次：通过代理打开 "
             "http://mitm.it，或导入 {ca}；3) 打开 https://arena.ai/text/direct，登录（Direct 需要免费账号，访客只能用 "
@@ -103,7 +113,8 @@ def text(lang: str, key: str, **values: Any) -> str:
 
 
 def make_console(**kw: Any) -> Console:
-    return Console(stderr=True, highlight=False, **kw)
+    """A console on stderr (the tool's own output goes there), or where `kw` says."""
+    return Console(**{"stderr": True, "highlight": False, **kw})
 
 
 def ask_enter(console: Console, prompt: str) -> bool:
@@ -159,6 +170,25 @@ def pool_table(stats: dict[str, dict[str, int]], lang: str = "en") -> Table:
             model,
             *(str(row.get(k, 0)) for k in ("total", "ready", "busy", "cooling", "retired", "waiting")),
         )
+    return table
+
+
+STATUS_STYLE = {"ok": "green", "warning": "yellow", "broken": "bold red"}
+STATUS_ZH = {"ok": "正常", "warning": "注意", "broken": "故障"}
+
+
+def doctor_table(checks: list[dict[str, Any]], lang: str = "en") -> Table:
+    """The doctor's checks as a table (pure: checks in, table out)."""
+    t = lambda key: text(lang, key)  # noqa: E731
+    table = Table(title=t("doctor_title"), show_lines=True)
+    for key in ("col_link", "col_status", "col_detail", "col_fix"):
+        table.add_column(t(key), overflow="fold")
+    for check in checks:
+        status = check["status"]
+        shown = STATUS_ZH.get(status, status) if lang == "zh" else status
+        fix = check.get("fix_zh") if lang == "zh" and check.get("fix_zh") else check.get("fix", "")
+        detail = check.get("detail_zh") if lang == "zh" and check.get("detail_zh") else check["detail"]
+        table.add_row(check["link"], Text(shown, style=STATUS_STYLE.get(status, "")), detail, fix or "")
     return table
 
 

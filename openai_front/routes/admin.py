@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
-from openai_front.deps import CanaryDep, PrefillerDep, ServicesDep, require_key
+from openai_front.deps import CanaryDep, DoctorDep, PrefillerDep, ServicesDep, require_key
 from openai_front.errors import APIError, ModelNotFound, Unavailable
 from openai_front.protocol import ModelBody, PrefillRequest
+from relay import report
 from relay.prefill import select_models
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_key)])
@@ -89,6 +90,27 @@ async def strategy_state(services: ServicesDep) -> dict[str, Any]:
 async def canary_run(services: ServicesDep, canary: CanaryDep) -> dict[str, Any]:
     await canary.run()  # the result becomes the strategy's last canary
     return services.strategy.describe()
+
+
+@router.get("/doctor")
+async def doctor_run(doctor: DoctorDep, model: Annotated[list[str] | None, Query()] = None,
+                     probe: bool = False, token: bool = True) -> dict[str, Any]:
+    """Each link of a request's way, ok / warning / broken, with the fix; `probe=true` also sends one real
+    request (it spends a site answer); `token=false` mints no token in the page (the dashboard's view)."""
+    return await doctor.examine(model or [], probe, token)
+
+
+@router.get("/report")
+async def report_build(services: ServicesDep, doctor: DoctorDep, limit: int = 50) -> dict[str, Any]:
+    """What a bug report needs, with every id, token, cookie and message text removed (relay/report.py)."""
+    return report.build(services, await doctor.examine(), services.describe_options(), min(max(limit, 1), 500))
+
+
+@router.get("/drift")
+async def drift_list(services: ServicesDep) -> dict[str, Any]:
+    """What the site did that this tool does not know, by shape (never content), with counts and times."""
+    shapes = services.drift.describe()
+    return {"shapes": shapes, "count": len(shapes)}
 
 
 @router.get("/requests")

@@ -74,3 +74,14 @@ def test_challenge_reload_must_be_a_positive_duration(mitmproxy_context, service
         mitmproxy_context.configure(injector, arena_challenge_reload=bad)
     mitmproxy_context.configure(injector, arena_challenge_reload="2.5")
     assert injector.challenge_reload_ms == 2500
+
+
+def test_a_chat_page_without_its_model_list_is_drift(services):
+    injector = Injector(services.pages, services.models, services.drift)
+    injector.response(page_flow(None))
+    assert [(d["kind"], d["shape"]) for d in services.drift.describe()] == [
+        ("page_models", "/: no model list in the page")]
+    other = classified("GET", "https://lmarena.ai/leaderboard")
+    other.response = http.Response.make(200, PAGE.encode(), {"content-type": "text/html"})
+    injector.response(other)
+    assert len(services.drift.describe()) == 1, "other pages have no model list to miss"

@@ -139,3 +139,40 @@ def test_logs_locate_failures_and_hold_no_secret(stack, arena):
         assert secret and secret not in everything, f"a secret reached a log: {secret[:12]}…"
     assert not re.search(r"sim-[A-Za-z0-9_-]{32}", everything), "a reCAPTCHA token reached a log"
     assert "Bearer" not in everything
+
+
+def test_the_dashboard_plots_the_hour_and_shows_the_doctor_and_the_drift(stack, browser, arena):
+    httpx.post(stack.sim_base + "/__sim/fault", timeout=10, json={
+        "session": None, "insert": {"at": 1, "lines": ['ax:{"newPart":{"a":1}}']}})
+    client = sdk(stack)
+    for i in range(2):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"plotted {i}"}])
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    dash = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    dash.goto(stack.api_base + "/dashboard")
+    dash.fill("#key", KEY)
+    dash.dispatch_event("#key", "change")
+    wait_js(dash, "document.querySelectorAll('#plot-requests rect.bar').length > 0")
+    bars = dash.evaluate("Array.from(document.querySelectorAll('#plot-requests rect.bar title'))"
+                         ".map(t => t.textContent)")
+    assert any(b.startswith("Requests: ") and int(b.split(": ")[1]) >= 2 for b in bars)
+    assert any(b.lower().startswith("errors: ") for b in bars), "the 404 is an error"
+    assert dash.evaluate("document.querySelectorAll('#plot-ttft polyline').length") == 2, "p50 and p95"
+    wait_js(dash, "document.querySelectorAll('#plot-pool polyline').length > 0")
+    assert MODEL in text_of(dash, "#legend-pool")
+    wait_js(dash, "!!document.querySelector('#doctor tr[data-link=\"page\"] .status-ok')")
+    assert text_of(dash, '#doctor tr[data-link="browser"] td:nth-child(2)') == "ok"
+    wait_js(dash, "document.getElementById('drift').textContent.indexOf('stream_line') >= 0")
+    assert "x:{newPart:{a}}" in text_of(dash, "#drift")
+    assert text_of(dash, "#drift").find("plotted") < 0, "shapes, never content"
+    dash.select_option("#lang", "zh")
+    wait_js(dash, "document.querySelector('#doctor tr[data-link=\"page\"] td:nth-child(2)').textContent === '正常'")
+    assert "页面就绪" in text_of(dash, '#doctor tr[data-link="page"] td:nth-child(3)')
+    ARTIFACTS.mkdir(exist_ok=True)
+    dash.screenshot(path=str(ARTIFACTS / "dashboard-doctor-plots-zh.png"), full_page=True)
+    dash.select_option("#lang", "en")
+    dash.screenshot(path=str(ARTIFACTS / "dashboard-doctor-plots.png"), full_page=True)
+    assert dash.evaluate("Array.from(document.querySelectorAll('script[src], link[href], img[src]'))"
+                         ".map(e => e.src || e.href).filter(u => !u.startsWith(location.origin)).length") == 0, (
+        "no asset from the internet")

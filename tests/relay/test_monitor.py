@@ -62,3 +62,23 @@ def test_prometheus_text():
 def test_percentile():
     assert percentile([], 0.5) is None
     assert percentile([3, 1, 2], 0.5) == 2 and percentile([1, 2, 3, 4], 0.95) == 4
+
+
+def test_the_last_hour_minute_by_minute_for_the_plots():
+    now = [36_000.0 + 30]  # half a minute into a minute
+    s = Services()
+    monitor = Monitor(s, clock=lambda: now[0])
+    s.requests.listeners.append(monitor.record)
+    s.pool.upsert(Conversation("c1", "m1", "gemini-2.5-pro", identity="user:1"))
+    finished(s, "gemini-2.5-pro", 200, 0.1, 1.0, now[0] - 1)  # this minute
+    finished(s, "gemini-2.5-pro", 200, 0.3, 1.0, now[0] - 2)
+    finished(s, "gemini-2.5-pro", 502, None, 1.0, now[0] - 600)  # ten minutes ago
+    finished(s, "gemini-2.5-pro", 200, 0.2, 1.0, now[0] - 7200)  # before the hour: not plotted
+    series = monitor.snapshot()["series"]
+    assert len(series["requests"]) == 60 and sum(series["requests"]) == 3
+    assert series["requests"][-1] == 2 and series["errors"][-11] == 1
+    assert series["ttft_p50"][-1] == pytest.approx(0.1) and series["ttft_p95"][-1] == pytest.approx(0.3)
+    assert series["ttft_p50"][-11] is None, "a minute with only errors has no time to first token"
+    assert series["pool"][-1]["models"] == {"gemini-2.5-pro": {"ready": 1, "busy": 0}}
+    now[0] += 3600 * 2
+    assert monitor.snapshot()["series"]["pool"][0]["at"] >= now[0] - 3600, "samples older than an hour go"

@@ -281,3 +281,22 @@ def test_2026_models_router_and_selectable():
     assert site.is_router({"publicName": "Max", "organization": "boss-bandit"})
     assert not site.is_router({"publicName": "gemini-2.5-pro", "organization": "google"})
     assert site.user_selectable({}) and not site.user_selectable({"userSelectable": False})
+
+
+def test_a_body_unlike_the_site_s_own_is_drift_by_field_names_only():
+    body = {"id": "x", "modality": "chat", "mode": "direct", "modelAId": "m", "userMessageId": "u",
+            "modelAMessageId": "a", "recaptchaV3Token": "t", "userMessage": {"content": "hi", "attachmentsV2": []},
+            "turnstileToken": "secret-value"}
+    assert site.body_drift("create", json.dumps(body).encode()) == [
+        "create body: new field turnstileToken", "create userMessage: new field attachmentsV2"]
+    assert site.body_drift("retry", b'{"token": "x"}') == [
+        "retry body: missing field recaptchaV3Token", "retry body: new field token"]
+    assert all("secret-value" not in s for s in site.body_drift("create", json.dumps(body).encode()))
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/", "/"), ("/?mode=direct", "/"), ("/c/019a5c4d-0173-7d1e-9a4b-0d1b2c3d4e5f", "/c/{id}"),
+    ("/text/direct", "/text/direct"), ("/leaderboard", None), ("/nextjs-api/stream/x", None),
+])
+def test_chat_pages_are_known_by_their_path(path, shape):
+    assert site.chat_page_shape(path) == shape
