@@ -31,7 +31,7 @@ import httpx  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from bench.procstat import rss_mib  # noqa: E402
-from simulator.stack import Stack, chat_in_page  # noqa: E402
+from simulator.stack import Stack, chat_in_page, wait_until  # noqa: E402
 
 MODEL = "gemini-2.5-pro"
 SETTLE = 3.0  # seconds idle before a reading
@@ -49,16 +49,6 @@ def browse(stack: Stack, playwright: Any) -> Any:
 def pool_totals(stack: Stack) -> dict[str, int]:
     rows = httpx.get(stack.api_base + "/healthz", timeout=30).json()["pool"].values()
     return {key: sum(row[key] for row in rows) for key in ("total", "ready", "busy", "waiting")}
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 async def queue_up(stack: Stack, models: list[str], per_model: int, release: threading.Event) -> None:
@@ -92,7 +82,7 @@ def measure_queued(stack: Stack, models: list[str], per_model: int) -> tuple[flo
             totals = pool_totals(stack)
             return totals if totals["waiting"] >= expected and totals["busy"] == len(models) else None
 
-        totals = wait_for(queued, 120, f"{expected} requests waiting")
+        totals = wait_until(queued, 120, f"{expected} requests waiting")
         time.sleep(SETTLE)
         assert stack.tool is not None
         return rss_mib(stack.tool.proc.pid), totals
@@ -142,12 +132,12 @@ def main() -> int:
                                  timeout=30)
             if started.status_code != 202:
                 raise RuntimeError(f"the prefill did not start: {started.text}")
-            wait_for(lambda: pool_totals(stack)["ready"] >= len(models), 300, "one conversation per model")
+            wait_until(lambda: pool_totals(stack)["ready"] >= len(models), 300, "one conversation per model")
             httpx.post(stack.sim_base + "/__sim/config", json={"cadence_ms": 600_000}, timeout=10)
             rss, totals = measure_queued(stack, models, per_model)
             readings[f"tool, {totals['busy'] + totals['waiting']} requests over {len(models)} models "
                      f"({totals['waiting']} queued)"] = rss
-            wait_for(lambda: (t := pool_totals(stack))["busy"] == 0 and t["waiting"] == 0, 60, "every lease back")
+            wait_until(lambda: (t := pool_totals(stack))["busy"] == 0 and t["waiting"] == 0, 60, "every lease back")
             time.sleep(SETTLE)
             readings["tool, after every client left (leases back, queues empty)"] = rss_mib(pid)
             browser.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from relay import errors as core
+from relay.failures import failure_error
+from relay.jobs import JobFailed
+from relay.requestlog import RequestRecord
 
 
 class APIError(Exception):
@@ -125,3 +128,10 @@ def from_core(error: core.RelayError) -> APIError:
         out = APIError(error.message, retry_after=error.retry_after)
     out.source = error.source
     return out
+
+
+def answer_failed(record: RequestRecord, item: JobFailed) -> APIError:
+    """What a job's failure gives the client, with the request closed on it (who failed included)."""
+    failed = from_core(failure_error(item))
+    record.close(failed.status, failed.message, failed.source)
+    return failed

@@ -11,11 +11,10 @@ import time
 import uuid
 from typing import Any, AsyncIterator
 
-from openai_front.errors import InvalidRequest, ModelNotFound, from_core
+from openai_front.errors import InvalidRequest, ModelNotFound, answer_failed, from_core
 from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES, ChatCompletionRequest, output_spec, to_turns
 from relay.engine import Replay, ReplayEngine, image_markdown
 from relay.errors import RelayError
-from relay.failures import failure_error
 from relay.jobs import JobFailed
 from relay.models import ModelInfo
 from relay.output import OutputSpec, ToolCall, estimate_tokens, with_instructions
@@ -102,8 +101,7 @@ class ChatService:
         answer = self._answer(replay)
         async for delta in answer.deltas():
             if isinstance(delta, JobFailed):
-                failed = from_core(failure_error(delta))
-                record.close(failed.status, failed.message, delta.source)
+                failed = answer_failed(record, delta)
                 yield to_json(failed.body())
                 return
             if record.first_token_at is None:
@@ -122,9 +120,7 @@ class ChatService:
         answer = self._answer(replay)
         async for delta in answer.deltas():
             if isinstance(delta, JobFailed):
-                failed = from_core(failure_error(delta))
-                record.close(failed.status, failed.message, delta.source)
-                raise failed
+                raise answer_failed(record, delta)
             if record.first_token_at is None:
                 record.first_token_at = time.time()
         message: dict[str, Any] = {"role": "assistant", "content": answer.content() or (None if answer.calls

@@ -15,12 +15,11 @@ import time
 from typing import Any, AsyncIterator, Coroutine
 
 from openai_front.anthropic_protocol import MessagesRequest, error_body, messages_spec, messages_turns
-from openai_front.errors import APIError, InvalidRequest, ModelNotFound, from_core
+from openai_front.errors import APIError, InvalidRequest, ModelNotFound, answer_failed, from_core
 from openai_front.protocol import MAX_INLINE_BYTES, MAX_UPLOAD_BYTES
 from openai_front.serving_chat import ChatService
 from relay.engine import Replay, image_markdown
 from relay.errors import RelayError
-from relay.failures import failure_error
 from relay.jobs import JobFailed
 from relay.output import ToolCall, estimate_tokens, with_instructions
 from relay.reading import AnswerReader, Part
@@ -83,9 +82,7 @@ class MessagesCall:
         blocks: list[dict[str, Any]] = []
         async for part in reader.parts():
             if isinstance(part, JobFailed):
-                failed = from_core(failure_error(part))
-                record.close(failed.status, failed.message, part.source)
-                raise failed
+                raise answer_failed(record, part)
             if record.first_token_at is None:
                 record.first_token_at = time.time()
             kind = BLOCKS[part.kind]
@@ -109,8 +106,7 @@ class MessagesCall:
         index, open_kind = -1, None
         async for part in reader.parts():
             if isinstance(part, JobFailed):
-                failed = from_core(failure_error(part))
-                record.close(failed.status, failed.message, part.source)
+                failed = answer_failed(record, part)
                 yield event("error", error_body(failed))
                 return
             if record.first_token_at is None:

@@ -15,8 +15,9 @@ import logging
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Iterator, Literal, Protocol
+from typing import Any, Callable, Iterator, Literal, Protocol, TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 State = Literal["ready", "cooling", "retired"]
@@ -353,22 +354,9 @@ class SessionPool:
         fut: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
         queue_up(queue, fut, background, self._background)
         try:
-            conv = await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
-            if fut.done() and not fut.cancelled():
-                # handed a conversation in the same instant we gave up: pass it on
-                self._give_back(fut.result())
-            else:
-                fut.cancel()
-            try:
-                queue.remove(fut)
-            except ValueError:
-                pass
-            if isinstance(e, asyncio.TimeoutError):
-                raise PoolTimeout(model) from None
-            raise
-        finally:
-            self._background.discard(fut)
+            conv = await wait_turn(queue, fut, timeout, self._give_back, self._background)
+        except asyncio.TimeoutError:
+            raise PoolTimeout(model) from None
         return Lease(conv, start, self._clock() - start)
 
     def release(self, lease: Lease) -> None:
@@ -465,3 +453,23 @@ def queue_up(queue: deque[asyncio.Future[Any]], fut: asyncio.Future[Any], backgr
             queue.insert(index, fut)
             return
     queue.append(fut)
+
+
+async def wait_turn(queue: deque[asyncio.Future[T]], fut: asyncio.Future[T], timeout: float,
+                    give_back: Callable[[T], None], background_set: set[asyncio.Future[Any]]) -> T:
+    """Wait for what a releaser hands `fut`. On a timeout or a cancel, the waiter leaves the queue, and what it
+    was handed in the same instant it gave up is passed on (`give_back`), so nothing is lost either way."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(fut), timeout)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        if fut.done() and not fut.cancelled():
+            give_back(fut.result())
+        else:
+            fut.cancel()
+        try:
+            queue.remove(fut)
+        except ValueError:
+            pass
+        raise
+    finally:
+        background_set.discard(fut)

@@ -10,7 +10,7 @@ import asyncio
 from collections import deque
 from typing import Any, Callable
 
-from pool_store.pool import queue_up
+from pool_store.pool import queue_up, wait_turn
 
 
 class SlotTimeout(Exception):
@@ -48,21 +48,9 @@ class ModelSlots:
         fut: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
         queue_up(queue, fut, background, self._background)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
-            if fut.done() and not fut.cancelled():
-                self.release(fut.result())  # handed a slot in the same instant we gave up: pass it on
-            else:
-                fut.cancel()
-            try:
-                queue.remove(fut)
-            except ValueError:
-                pass
-            if isinstance(e, asyncio.TimeoutError):
-                raise SlotTimeout(model) from None
-            raise
-        finally:
-            self._background.discard(fut)
+            return await wait_turn(queue, fut, timeout, self.release, self._background)
+        except asyncio.TimeoutError:
+            raise SlotTimeout(model) from None
 
     def release(self, slot: Slot) -> None:
         """Give a slot back (safe to call twice) and hand it to the oldest waiter."""

@@ -290,6 +290,17 @@ def sign_in(page: Any, timeout_ms: float = 20000) -> None:
             timeout_ms)
 
 
+def wait_until(check: Any, timeout: float = 20, what: str = "condition", every: float = 0.1) -> Any:
+    """Poll `check` until it returns something true and return that; after `timeout` seconds, raise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
 def wait_js(page: Any, expression: str, timeout_ms: float = 20000) -> Any:
     """Poll an expression with `page.evaluate` (not subject to the page's CSP, unlike
     `wait_for_function`, which the site's no-eval policy breaks)."""

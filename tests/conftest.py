@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from simulator.stack import CHROMIUM, ROOT, Stack
+# wait_until: the e2e tests import it from here
+from simulator.stack import CHROMIUM, ROOT, Stack, wait_until  # noqa: F401
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -60,17 +60,6 @@ def browser(stack: Stack, playwright_instance: Any) -> Iterator[Any]:
     launched = playwright_instance.chromium.launch(**stack.launch_args())
     yield launched
     launched.close()
-
-
-def wait_until(check: Any, timeout: float = 20, what: str = "condition") -> Any:
-    """Poll `check` until it returns something true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_stack(name: str, **kw: object) -> Stack:

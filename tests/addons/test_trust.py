@@ -4,6 +4,7 @@ after Classify marks that a browser does use the proxy."""
 
 from __future__ import annotations
 
+import pytest
 from mitmproxy import connection, tls
 
 from addons.classify import Classify
@@ -17,10 +18,15 @@ def refused(sni: str) -> tls.TlsData:
     return tls.TlsData(client, context=None)  # type: ignore[arg-type]
 
 
-def test_refused_handshakes_on_arena_hosts_are_counted(mitmproxy_context):
-    classify = Classify()
+@pytest.fixture
+def classify(mitmproxy_context) -> Classify:
+    classify = Classify()  # its arena_hosts option is the one Trust reads
     mitmproxy_context.master.addons.add(classify)
     mitmproxy_context.configure(classify, arena_hosts="lmarena.ai,arena.ai")
+    return classify
+
+
+def test_refused_handshakes_on_arena_hosts_are_counted(classify):
     observed = SiteObservations()
     trust = Trust(observed)
     for sni in ("arena.ai", "www.arena.ai", "arena.ai", "example.com", "notarena.ai", ""):
@@ -29,10 +35,7 @@ def test_refused_handshakes_on_arena_hosts_are_counted(mitmproxy_context):
     assert observed.untrusted["arena.ai"][0] == 2 and observed.untrusted["www.arena.ai"][0] == 1
 
 
-def test_an_arena_request_marks_the_browser_as_using_the_proxy(mitmproxy_context):
-    classify = Classify()
-    mitmproxy_context.master.addons.add(classify)
-    mitmproxy_context.configure(classify, arena_hosts="lmarena.ai,arena.ai")
+def test_an_arena_request_marks_the_browser_as_using_the_proxy(classify):
     observed = SiteObservations()
     trust = Trust(observed)
     other = make_flow("GET", "https://example.com/")
