@@ -9,13 +9,14 @@
    each model holds its conversation and all the others wait in their model's queue.
 4. The same tool once every client has gone (all leases back, all queues empty).
 
-Prints the resident memory (VmRSS) of each, in MiB.
+Prints the resident memory (VmRSS) of each, in MiB, then what loading each layer of the tool costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import threading
@@ -146,10 +147,43 @@ def main() -> int:
     return report(readings)
 
 
+# Where the idle figure goes: a fresh interpreter loads mitmproxy's addons, then the tool's layers one by one,
+# in the order the tool's script loads them, and reads its own VmRSS after each.
+IMPORT_STEPS = ("openai_front", "fastapi", "uvicorn", "sse_starlette", "prometheus_client", "sites.lmarena",
+                "pool_store.storage", "relay.core", "openai_front.app", "addons.bridge")
+IMPORT_PROBE = """
+import sys, importlib
+sys.path.insert(0, sys.argv[1])
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+from mitmproxy.addons import default_addons
+default_addons()
+print('mitmproxy and its addons', rss())
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+    print(name, rss())
+"""
+
+
+def import_costs() -> list[tuple[str, float]]:
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(ROOT), *IMPORT_STEPS], capture_output=True,
+                          text=True, timeout=120, check=True)
+    return [(line.rsplit(" ", 1)[0], float(line.rsplit(" ", 1)[1])) for line in done.stdout.splitlines()]
+
+
 def report(readings: dict[str, float]) -> int:
     print(f"bench_memory: resident memory (VmRSS) of the one process, {SETTLE:.0f} s after each step settles")
     for name, value in readings.items():
         print(f"  {name:<62} {value:6.1f} MiB")
+    steps = import_costs()
+    print("what loading costs (a fresh interpreter, VmRSS after each import, in the tool's order):")
+    previous = steps[0][1]
+    for name, value in steps:
+        print(f"  {name:<40} {value:6.1f} MiB  (+{value - previous:4.1f})")
+        previous = value
+    print(f"  the tool's layers over mitmproxy's own: +{steps[-1][1] - steps[0][1]:.1f} MiB")
     return 0
 
 
