@@ -49,14 +49,16 @@ ensure_venv() {
 # ensure_browser: Debian's Chromium and certutil (never a downloaded browser), and tmux, in which
 # the console tests run the tool as a person would.
 ensure_browser() {
-  if [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then
+  # a CJK font, so the Chinese dashboard's screenshots show characters, not boxes
+  if [ -x /usr/bin/chromium ] && command -v certutil >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1 \
+      && [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
     return 0
   fi
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "==> installing Debian's chromium, libnss3-tools and tmux"
+  echo "==> installing Debian's chromium, libnss3-tools, tmux and a CJK font"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools tmux >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium libnss3-tools tmux fonts-wqy-microhei >/dev/null
 }
 
 # ensure_node_clients: Node.js and the official openai Node SDK (tests/node, pinned by its package-lock.json),

@@ -169,6 +169,7 @@ def test_the_dashboard_plots_the_hour_and_shows_the_doctor_and_the_drift(stack, 
     dash.select_option("#lang", "zh")
     wait_js(dash, "document.querySelector('#doctor tr[data-link=\"page\"] td:nth-child(2)').textContent === '正常'")
     assert "页面就绪" in text_of(dash, '#doctor tr[data-link="page"] td:nth-child(3)')
+    wait_js(dash, "document.getElementById('pool').textContent.indexOf('空闲（池中）') >= 0")
     ARTIFACTS.mkdir(exist_ok=True)
     dash.screenshot(path=str(ARTIFACTS / "dashboard-doctor-plots-zh.png"), full_page=True)
     dash.select_option("#lang", "en")
