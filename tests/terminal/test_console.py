@@ -26,3 +26,20 @@ def test_pool_table_shows_every_state():
     assert [c for c in row.replace("│", " ").split() if c.isdigit()] == ["5", "1", "2", "1", "1", "3"]
 
 
+
+
+def test_doctor_table_speaks_the_chosen_language():
+    checks = [{"link": "page", "status": "broken", "detail": "the page is cloudflare",
+               "detail_zh": "页面状态为 cloudflare", "fix": "finish the check in the tab",
+               "fix_zh": "请在标签页中完成验证"},
+              {"link": "api", "status": "ok", "detail": "the tool is running", "detail_zh": "工具正在运行",
+               "fix": "", "fix_zh": ""}]
+
+    def shown(lang: str) -> str:
+        out = io.StringIO()
+        Console(file=out, width=160, color_system=None).print(ui.doctor_table(checks, lang))
+        return out.getvalue()
+
+    zh, en = shown("zh"), shown("en")
+    assert "故障" in zh and "页面状态为 cloudflare" in zh and "请在标签页中完成验证" in zh and "the page is" not in zh
+    assert "broken" in en and "the page is cloudflare" in en and "finish the check" in en and "页面" not in en
