@@ -11,8 +11,9 @@ from mitmproxy.test import tflow
 
 from addons.capture import Capture
 from addons.classify import Classify
-from addons.rewrite import JOB_HEADER
+from addons.rewrite import JOB_HEADER, Rewriter
 from pool_store.pool import Conversation
+from relay.jobs import Job
 from relay.services import Services
 from sites import lmarena as site
 
@@ -64,3 +65,14 @@ def retry_flow(conv: Conversation, job_id: str | None) -> http.HTTPFlow:
     headers = {JOB_HEADER: job_id} if job_id else {}
     url = "https://lmarena.ai" + site.retry_path("/nextjs-api/stream/", conv.session_id, conv.message_id)
     return classified("PUT", url, b'{"recaptchaV3Token":"fresh"}', headers=headers)
+
+
+def replay(services: Services) -> tuple[Capture, Job, http.HTTPFlow, Conversation]:
+    """A tool replay of a pooled conversation, through the rewriter and the capture's request hook."""
+    conv = pooled(services)
+    job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
+    flow = retry_flow(conv, job.id)
+    Rewriter(services.jobs).request(flow)
+    capture = Capture(services)
+    capture.request(flow)
+    return capture, job, flow, conv

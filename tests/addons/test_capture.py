@@ -9,12 +9,9 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from addons.capture import Capture
-from addons.rewrite import Rewriter
-from pool_store.pool import Conversation
-from relay.jobs import Job, JobDone, JobFailed
-from relay.services import Services
+from relay.jobs import JobDone, JobFailed
 from sites import lmarena as site
-from tests.addons.flows import GEMINI_ID, USER, classified, feed, pooled, retry_flow, sample
+from tests.addons.flows import GEMINI_ID, USER, classified, feed, replay, sample
 
 
 def test_capture_records_a_person_s_conversation(services):
@@ -50,17 +47,6 @@ def test_a_follow_up_moves_the_conversation_to_its_newest_answer(services):
         feed(capture, flow, call["response_body"].encode())
     conv = services.pool.get(create["request_body"]["id"])
     assert conv.message_id == follow["request_body"]["modelAMessageId"] and len(services.pool) == 1
-
-
-def replay(services: Services) -> tuple[Capture, Job, http.HTTPFlow, Conversation]:
-    """A tool replay of a pooled conversation, through the rewriter and the capture's request hook."""
-    conv = pooled(services)
-    job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
-    flow = retry_flow(conv, job.id)
-    Rewriter(services.jobs).request(flow)
-    capture = Capture(services)
-    capture.request(flow)
-    return capture, job, flow, conv
 
 
 def test_job_gets_every_event_then_done(services):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from mitmproxy import http
@@ -17,7 +16,7 @@ from addons.inject import Injector
 from addons.rewrite import Rewriter
 from relay.jobs import JobFailed
 from sites import lmarena as site
-from tests.addons.flows import GEMINI_ID, classified, pooled, retry_flow, sample
+from tests.addons.flows import GEMINI_ID, classified, pooled, replay, retry_flow, sample
 
 
 def planted(*args, **kwargs):
@@ -63,20 +62,9 @@ def test_a_capture_failure_on_the_tool_s_request_keeps_it_in_too(services, monke
     assert "could not read the tool's request: RuntimeError" in failure_of(job).message
 
 
-def answered_job(services: Any) -> tuple[Any, http.HTTPFlow, Capture]:
-    """A job's retry, rewritten and sent, whose answer's headers have just come back."""
-    conv = pooled(services)
-    job = services.jobs.new(conv, [site.ChatTurn("user", "hi")], GEMINI_ID)
-    flow = retry_flow(conv, job.id)
-    Rewriter(services.jobs).request(flow)
-    capture = Capture(services)
-    capture.request(flow)
-    flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
-    return job, flow, capture
-
-
 def test_a_failure_after_the_request_left_stops_it_and_fails_the_job(services, monkeypatch):
-    job, flow, capture = answered_job(services)
+    capture, job, flow, _ = replay(services)
+    flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     monkeypatch.setattr(capture, "_tap", planted)
     capture.responseheaders(flow)
     assert flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE, "stopped"
@@ -84,7 +72,8 @@ def test_a_failure_after_the_request_left_stops_it_and_fails_the_job(services, m
 
 
 def test_an_answer_that_cannot_be_followed_passes_on_and_ends_the_job(services, monkeypatch):
-    job, flow, capture = answered_job(services)
+    capture, job, flow, _ = replay(services)
+    flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
     monkeypatch.setattr(site.StreamParser, "feed", planted)
     capture.responseheaders(flow)
     assert flow.response.stream(b'a0:"Hi"\n') == b'a0:"Hi"\n', "the bytes pass as they came"

@@ -22,6 +22,7 @@ from relay.pages import Page
 from relay.services import Services
 from relay.settings import Settings
 from sites import lmarena as site
+from tests.inprocess import api_http, api_sdk
 
 Kind = site.FailureKind
 
@@ -98,15 +99,13 @@ def page(services: Services) -> FakeSocket:
 
 @pytest.fixture
 async def client(services: Services):
-    transport = httpx.ASGITransport(app=create_app(assemble(services)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
-        yield openai.AsyncOpenAI(base_url="http://test/v1", api_key="k", http_client=http_client, max_retries=0)
+    async with api_sdk(services) as sdk:
+        yield sdk
 
 
 @pytest.fixture
 async def raw(services: Services):
-    transport = httpx.ASGITransport(app=create_app(assemble(services)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
+    async with api_http(services) as http_client:
         yield http_client
 
 
@@ -411,8 +410,7 @@ async def test_usage_counts_the_prompt_text_not_attached_files(client, page, ser
 
 async def test_route_prefix_and_rate_limit_through_the_app():
     services = Services(Settings(route_prefix="/arena", rate_limit=1))
-    transport = httpx.ASGITransport(app=create_app(assemble(services)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with api_http(services, "http://t") as client:
         assert (await client.get("/arena/v1/models")).status_code == 200
         assert (await client.get("/v1/models")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200

@@ -8,18 +8,16 @@ import asyncio
 import json
 import uuid
 
-import httpx
 import openai
 import pytest
 
-from openai_front.app import create_app
 from pool_store.pool import Conversation
-from relay.core import assemble
 from relay.jobs import JobDone
 from relay.pages import Page
 from relay.services import Services
 from relay.settings import Settings, Strategy
 from sites import lmarena as site
+from tests.inprocess import api_sdk
 
 MODEL = "gemini-2.5-pro"
 
@@ -98,9 +96,8 @@ def fake(services: Services) -> HistorySite:
 
 @pytest.fixture
 async def client(services: Services):
-    transport = httpx.ASGITransport(app=create_app(assemble(services)))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http_client:
-        yield openai.AsyncOpenAI(base_url="http://test/v1", api_key="k", http_client=http_client, max_retries=0)
+    async with api_sdk(services) as sdk:
+        yield sdk
 
 
 async def ask(client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> str:
