@@ -43,6 +43,19 @@ def text_of(page: Any, selector: str) -> str:
     return page.evaluate(f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''")
 
 
+def pool_of(stack: Stack) -> list[dict[str, Any]]:
+    answer = httpx.get(stack.api_base + "/api/pool", headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    return [c for c in answer.json()["conversations"] if c["model"] == MODEL]
+
+
+def click_when_still(page: Any, selector: str) -> None:
+    """Click once every panel has filled in: a panel that fills in above a button moves it,
+    and a click aimed before the move lands beside them (the likely cause of one failure under load in CI)."""
+    wait_js(page, "document.querySelectorAll('#doctor tr').length > 0 && document.querySelectorAll('#models tr').length"
+                  f" > 0 && !!document.querySelector({json.dumps(selector)})")
+    page.click(selector)
+
+
 def test_the_dashboard_shows_what_happened_and_its_actions_work(stack, browser, arena):
     client = sdk(stack)
     for i in range(3):
@@ -77,14 +90,14 @@ def test_the_dashboard_shows_what_happened_and_its_actions_work(stack, browser, 
     dash.select_option("#filter-status", "error")
     rows = dash.evaluate("Array.from(document.querySelectorAll('#log tr')).map(r => r.textContent)")
     assert len(rows) == 1 and "no-such-model" in rows[0] and "404" in rows[0]
-    dash.click("#log tr")
+    click_when_still(dash, "#log tr")
     wait_js(dash, "document.getElementById('detail').classList.contains('open')")
     detail = json.loads(text_of(dash, "#detail-body"))
     assert detail["model"] == "no-such-model" and detail["status"] == 404 and "does not exist" in detail["error"]
     dash.click("#detail-close")
 
     # an action: run the canary from the dashboard
-    dash.click("#run-canary")
+    click_when_still(dash, "#run-canary")
     wait_js(dash, "document.getElementById('action-result').textContent.indexOf('retry') >= 0", 60000)
     assert text_of(dash, "#action-result").startswith("✓")
     wait_js(dash, "document.getElementById('canary-result').textContent.indexOf('✓') === 0")
@@ -106,11 +119,19 @@ def test_dashboard_actions_retire_and_remove(stack, browser, arena):
     dash.goto(stack.api_base + "/dashboard")
     dash.fill("#key", KEY)
     dash.dispatch_event("#key", "change")
-    wait_js(dash, "document.querySelectorAll('#pool button[data-remove]').length > 0")
-    dash.click("#pool button[data-remove]")
-    wait_js(dash, "document.querySelectorAll('#pool button[data-remove]').length === 0")
-    pool = httpx.get(stack.api_base + "/api/pool", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).json()
-    assert [c for c in pool["conversations"] if c["model"] == MODEL] == []
+    removed = pool_of(stack)[0]["session_id"]
+    button = f'#pool button[data-remove="{removed}"]'
+    click_when_still(dash, button)
+    wait_js(dash, f"!document.querySelector({json.dumps(button)})")
+    assert removed not in [c["session_id"] for c in pool_of(stack)]
+
+    # a request finds no conversation and makes one; the dashboard then retires every one of the model
+    sdk(stack).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "after the removal"}])
+    made = [c for c in pool_of(stack) if c["state"] != "retired"]
+    assert made and removed not in [c["session_id"] for c in made]
+    click_when_still(dash, f'#pool button[data-retire-model="{MODEL}"]')
+    wait_js(dash, f"!document.querySelector('#pool button[data-retire-model=\"{MODEL}\"]')")
+    assert {c["state"] for c in pool_of(stack)} == {"retired"}
 
 
 def test_metrics_in_prometheus_text(stack, arena):
